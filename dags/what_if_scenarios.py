@@ -1,0 +1,212 @@
+"""Weekly "What if...?" reliability scenarios from incident history and service topology.
+
+Thin wiring only: every task calls one stage of the `whatif` engine (plugins/whatif) and passes
+the run's work folder on through XCom. Heavy imports happen inside the tasks, so that parsing
+this file stays fast. Trigger it by hand with params for an event (e.g. Black Friday).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+PROJECT = Path(__file__).resolve().parents[1]
+DATA = PROJECT / "include" / "data"
+REPORTS_URL = os.environ.get("WHATIF_REPORTS_URL", (PROJECT / "reports").as_uri())
+
+
+def _work_dir(run_id: str) -> Path:
+    """Where this run's stages exchange files (shared storage when workers are several)."""
+    from whatif.publish import safe_run_id
+
+    base = (
+        os.environ.get("WHATIF_WORK_DIR")
+        or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "whatif-work"
+    )
+    return Path(base) / safe_run_id(run_id)
+
+
+def _run_config(params: dict) -> Any:
+    """The engine's RunConfig for this run; the history window ends at the interval end."""
+    from whatif.config import config_from_params
+
+    context = get_current_context()
+    as_of = context.get("data_interval_end") or context["dag_run"].run_after
+    return config_from_params(params, as_of)
+
+
+def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A user error (bad data, bad params) will not fix itself: fail without retrying."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+        from whatif.errors import UserError
+
+        try:
+            return function(*args, **kwargs)
+        except UserError as error:
+            raise AirflowFailException(str(error)) from None
+
+    return wrapper
+
+
+@dag(
+    dag_id="what_if_scenarios",
+    description="Ranked, quantified what-if reliability scenarios (weekly, or for an event)",
+    schedule="0 6 * * 1",  # Mondays 06:00 UTC, before the weekly reliability review
+    start_date=pendulum.datetime(2026, 1, 5, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["reliability", "sre", "what-if"],
+    doc_md=__doc__,
+    default_args={
+        "owner": "sre-platform",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+    },
+    params={
+        "incidents": Param(
+            str(DATA / "incidents.csv"),
+            type="string",
+            description="Incidents CSV (data contract or notebook format)",
+        ),
+        "topology": Param(
+            str(DATA / "topology.csv"),
+            type="string",
+            description="Topology CSV (one row per service)",
+        ),
+        "seed": Param(42, type="integer", description="Random seed (same seed, same scenarios)"),
+        "scenarios": Param(
+            8, type="integer", minimum=1, maximum=50, description="How many scenarios to report"
+        ),
+        "horizon_days": Param(
+            7,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=366,
+            description="Horizon of the probabilities, in days",
+        ),
+        "draws": Param(
+            2000,
+            type="integer",
+            minimum=100,
+            maximum=200000,
+            description="Monte Carlo draws per trigger service",
+        ),
+        "history_days": Param(
+            730,
+            type="integer",
+            minimum=30,
+            description="History window ending at the data interval end",
+        ),
+        "event_name": Param("", type="string", description="Event name, e.g. Black Friday"),
+        "event_start": Param("", type="string", description="Event start date (YYYY-MM-DD)"),
+        "event_end": Param("", type="string", description="Event end date (YYYY-MM-DD)"),
+        "traffic_multiplier": Param(
+            1.0,
+            type="number",
+            exclusiveMinimum=0,
+            description="Traffic during the event relative to normal",
+        ),
+        "what_if": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="Forced what-ifs: SERVICE or SERVICE:MODE",
+        ),
+        "narrator": Param(
+            "template",
+            type="string",
+            enum=["template", "ollama", "openai"],
+            description="Who writes the prose",
+        ),
+        "llm_url": Param("", type="string", description="LLM server URL"),
+        "llm_model": Param("", type="string", description="LLM model name"),
+        "publish_targets": Param(
+            [REPORTS_URL],
+            type="array",
+            items={"type": "string"},
+            description="Object storage URLs to publish the report to",
+        ),
+    },
+)
+def what_if_scenarios() -> None:
+    @task
+    @_user_errors_fail_fast
+    def extract(params: dict | None = None, run_id: str | None = None) -> str:
+        from whatif import pipeline
+
+        workdir = _work_dir(run_id)
+        pipeline.extract(params["incidents"], params["topology"], workdir)
+        return str(workdir)
+
+    @task
+    @_user_errors_fail_fast
+    def validate(workdir: str, params: dict | None = None) -> str:
+        from whatif import pipeline
+
+        config = _run_config(params)
+        pipeline.run_validation(Path(workdir), config.effective_as_of, config.history_days)
+        return workdir
+
+    @task
+    @_user_errors_fail_fast
+    def fit(workdir: str) -> str:
+        from whatif import pipeline
+
+        pipeline.fit(Path(workdir))
+        return workdir
+
+    @task
+    @_user_errors_fail_fast
+    def simulate(workdir: str, params: dict | None = None) -> str:
+        from whatif import pipeline
+
+        pipeline.run_simulation(Path(workdir), _run_config(params))
+        return workdir
+
+    @task
+    @_user_errors_fail_fast
+    def narrate(workdir: str, params: dict | None = None) -> str:
+        from whatif import pipeline
+
+        pipeline.run_narration(Path(workdir), _run_config(params))
+        return workdir
+
+    @task
+    @_user_errors_fail_fast
+    def report(workdir: str) -> str:
+        from whatif import pipeline
+
+        pipeline.run_report(Path(workdir))
+        return workdir
+
+    @task
+    @_user_errors_fail_fast
+    def publish(workdir: str, params: dict | None = None, run_id: str | None = None) -> list:
+        from whatif import pipeline
+
+        as_of = _run_config(params).effective_as_of
+        published = [
+            pipeline.run_publish(Path(workdir), target, as_of.date(), run_id)
+            for target in params["publish_targets"]
+        ]
+        for where in published:
+            print(f"report published: {where['run']}/report.html (latest: {where['latest']})")
+        return published
+
+    workdir = extract()
+    publish(report(narrate(simulate(fit(validate(workdir))))))
+
+
+what_if_scenarios()

@@ -1,0 +1,5 @@
+"""`python -m whatif` runs the CLI."""
+
+from whatif.cli import main
+
+raise SystemExit(main())

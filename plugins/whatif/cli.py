@@ -1,0 +1,290 @@
+"""The command line: `whatif run|validate|fit|simulate|publish`, calling the DAG's own stages.
+
+Exit codes: 0 success, 2 user error (one line naming file, row and column), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from whatif import __version__, pipeline
+from whatif.config import (
+    DEFAULT_DRAWS,
+    DEFAULT_HISTORY_DAYS,
+    DEFAULT_HORIZON_DAYS,
+    DEFAULT_SCENARIOS,
+    DEFAULT_SEED,
+    NARRATORS,
+    LLMSettings,
+    RunConfig,
+    WhatIf,
+    build_event,
+    parse_timestamp,
+)
+from whatif.errors import UserError
+
+log = logging.getLogger("whatif")
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--incidents",
+        required=True,
+        metavar="PATH",
+        help="incidents CSV (data contract or notebook format)",
+    )
+    parser.add_argument(
+        "--topology",
+        required=True,
+        metavar="PATH",
+        help="topology CSV (one row per service, depends_on ';'-separated)",
+    )
+    parser.add_argument(
+        "--as-of", metavar="DATE", help="end of the history window (ISO-8601; default: now)"
+    )
+    parser.add_argument(
+        "--history-days",
+        type=int,
+        default=DEFAULT_HISTORY_DAYS,
+        metavar="D",
+        help=f"length of the history window (default {DEFAULT_HISTORY_DAYS})",
+    )
+
+
+def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--scenarios",
+        type=int,
+        default=DEFAULT_SCENARIOS,
+        metavar="K",
+        help=f"how many scenarios to report (default {DEFAULT_SCENARIOS})",
+    )
+    parser.add_argument(
+        "--horizon-days",
+        type=float,
+        default=DEFAULT_HORIZON_DAYS,
+        metavar="D",
+        help="horizon of the probabilities (default 7; an event window replaces it)",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=DEFAULT_DRAWS,
+        metavar="N",
+        help=f"Monte Carlo draws per trigger service (default {DEFAULT_DRAWS})",
+    )
+    parser.add_argument("--event-name", metavar="TEXT")
+    parser.add_argument("--event-start", metavar="DATE")
+    parser.add_argument("--event-end", metavar="DATE")
+    parser.add_argument(
+        "--traffic-multiplier",
+        type=float,
+        metavar="X",
+        help="expected traffic during the event, relative to normal",
+    )
+    parser.add_argument(
+        "--what-if",
+        action="append",
+        default=[],
+        metavar="SERVICE[:MODE]",
+        help="always include this scenario (repeatable)",
+    )
+    parser.add_argument("--narrator", choices=NARRATORS, default="template")
+    parser.add_argument("--llm-url", default=os.environ.get("WHATIF_LLM_URL"), metavar="URL")
+    parser.add_argument("--llm-model", default=os.environ.get("WHATIF_LLM_MODEL"), metavar="NAME")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="whatif",
+        description="Ranked, quantified 'What if...?' reliability scenarios from incident "
+        "history and service topology.",
+    )
+    parser.add_argument("--version", action="version", version=f"whatif {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log lines")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="the whole pipeline: validate, fit, simulate, narrate, report"
+    )
+    _add_inputs(run)
+    run.add_argument("--out", required=True, metavar="DIR", help="folder for the artifacts")
+    _add_scenario_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("validate", help="validate the inputs only")
+    _add_inputs(check)
+    check.add_argument("--out", metavar="FILE", help="write validation.json here")
+    check.set_defaults(handler=cmd_validate)
+
+    fit = commands.add_parser("fit", help="validate and fit the failure models")
+    _add_inputs(fit)
+    fit.add_argument("--out", required=True, metavar="FILE", help="model.json to write")
+    fit.set_defaults(handler=cmd_fit)
+
+    sim = commands.add_parser("simulate", help="scenarios from a fitted model")
+    sim.add_argument("--model", required=True, metavar="FILE", help="model.json from `fit`")
+    sim.add_argument("--topology", required=True, metavar="PATH")
+    sim.add_argument("--out", required=True, metavar="FILE", help="scenarios.json to write")
+    _add_scenario_options(sim)
+    sim.set_defaults(handler=cmd_simulate)
+
+    pub = commands.add_parser("publish", help="copy a run's artifacts to object storage")
+    pub.add_argument("dir", metavar="DIR", help="folder written by `whatif run`")
+    pub.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="a local folder or any ObjectStoragePath URL (file://, s3://...)",
+    )
+    pub.add_argument("--run-id", default=None, help="run folder name (default: a timestamp)")
+    pub.set_defaults(handler=cmd_publish)
+    return parser
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        seed=args.seed,
+        scenarios=args.scenarios,
+        horizon_days=args.horizon_days,
+        draws=args.draws,
+        history_days=getattr(args, "history_days", DEFAULT_HISTORY_DAYS),
+        as_of=_as_of(args),
+        event=build_event(
+            args.event_name, args.event_start, args.event_end, args.traffic_multiplier
+        ),
+        what_if=tuple(WhatIf.parse(text) for text in args.what_if),
+        narrator=args.narrator,
+        llm=LLMSettings(
+            url=args.llm_url, model=args.llm_model, api_key=os.environ.get("WHATIF_LLM_API_KEY")
+        ),
+    )
+
+
+def _as_of(args: argparse.Namespace) -> datetime | None:
+    text = getattr(args, "as_of", None)
+    return parse_timestamp(text, "--as-of") if text else None
+
+
+def _check_narrator(config: RunConfig) -> None:
+    if config.narrator != "template" and not (config.llm.url and config.llm.model):
+        raise UserError(
+            f"--narrator {config.narrator} needs --llm-url and --llm-model "
+            "(or WHATIF_LLM_URL and WHATIF_LLM_MODEL)"
+        )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = run_config(args)
+    _check_narrator(config)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipeline.run_all(args.incidents, args.topology, out, config)
+    print(
+        f"wrote {out / 'report.html'}, report.md, scenarios.json, model.json and "
+        f"validation.json to {out}"
+    )
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    as_of = _as_of(args) or datetime.now(UTC).replace(microsecond=0)
+    with tempfile.TemporaryDirectory(prefix="whatif-") as work:
+        pipeline.extract(args.incidents, args.topology, Path(work))
+        summary = pipeline.run_validation(Path(work), as_of, args.history_days)
+        if args.out:
+            Path(args.out).write_bytes((Path(work) / "validation.json").read_bytes())
+    for name, counts in summary.items():
+        print(
+            f"{name}: {counts['rows_read']} rows read, {counts['rows_used']} used, "
+            f"{counts['rows_quarantined']} quarantined"
+        )
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    as_of = _as_of(args) or datetime.now(UTC).replace(microsecond=0)
+    with tempfile.TemporaryDirectory(prefix="whatif-") as work:
+        pipeline.extract(args.incidents, args.topology, Path(work))
+        pipeline.run_validation(Path(work), as_of, args.history_days)
+        model_path = pipeline.fit(Path(work))
+        Path(args.out).write_bytes(model_path.read_bytes())
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    config = run_config(args)
+    _check_narrator(config)
+    model_doc = pipeline.load_model(Path(args.model))
+    as_of = datetime.fromisoformat(model_doc.window.end)
+    topology = pipeline.load_topology_only(args.topology)
+    document = pipeline.simulate_document(model_doc, topology, config, as_of, args.model)
+    pipeline.report.write_json(Path(args.out), document.model_dump())
+    print(f"wrote {args.out} ({len(document.scenarios)} scenarios)")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    source = Path(args.dir)
+    if not (source / "scenarios.json").exists():
+        raise UserError(
+            "no scenarios.json here",
+            file=str(source),
+            hint="publish a folder written by `whatif run`",
+        )
+    run_id = args.run_id or datetime.now(UTC).strftime("cli__%Y-%m-%dT%H%M%SZ")
+    where = pipeline.run_publish(source, args.to, datetime.now(UTC).date(), run_id)
+    print(f"published to {where['run']} and {where['latest']}")
+    return 0
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        if verbose
+        else "whatif: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("great_expectations", "matplotlib", "urllib3", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except UserError as error:
+        print(f"whatif: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("whatif: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # an internal error: say so in one line, trace on request
+        if args.debug:
+            raise
+        print(
+            f"whatif: internal error: {type(error).__name__}: {error} (this is a bug; "
+            "rerun with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""Run settings shared by the CLI and the DAG, parsed once and validated early."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+
+from whatif.errors import UserError
+from whatif.schemas import FAILURE_MODES
+
+DEFAULT_SEED = 42
+DEFAULT_SCENARIOS = 8
+DEFAULT_HORIZON_DAYS = 7.0
+DEFAULT_DRAWS = 2000
+DEFAULT_HISTORY_DAYS = 730
+NARRATORS = ("template", "ollama", "openai")
+
+
+@dataclasses.dataclass(frozen=True)
+class EventWindow:
+    """A planned high-traffic event; the horizon becomes the event window."""
+
+    name: str
+    start: date
+    end: date
+    traffic_multiplier: float = 1.0
+
+    @property
+    def days(self) -> float:
+        return float((self.end - self.start).days + 1)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "traffic_multiplier": self.traffic_multiplier,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class WhatIf:
+    """A forced what-if: always reported, conditioned on this root failure."""
+
+    service: str
+    failure_mode: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> WhatIf:
+        service, _, mode = text.strip().partition(":")
+        service, mode = service.strip(), mode.strip().lower()
+        if not service:
+            raise UserError(f"--what-if {text!r}: expected SERVICE or SERVICE:MODE")
+        if mode and mode not in FAILURE_MODES:
+            raise UserError(
+                f"--what-if {text!r}: unknown failure mode {mode!r}",
+                hint=f"use one of {', '.join(FAILURE_MODES)}",
+            )
+        return cls(service=service, failure_mode=mode or None)
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMSettings:
+    url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    timeout_s: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    seed: int = DEFAULT_SEED
+    scenarios: int = DEFAULT_SCENARIOS
+    horizon_days: float = DEFAULT_HORIZON_DAYS
+    draws: int = DEFAULT_DRAWS
+    history_days: int = DEFAULT_HISTORY_DAYS
+    as_of: datetime | None = None
+    event: EventWindow | None = None
+    what_if: tuple[WhatIf, ...] = ()
+    narrator: str = "template"
+    llm: LLMSettings = dataclasses.field(default_factory=LLMSettings)
+
+    def __post_init__(self) -> None:
+        if self.scenarios < 1:
+            raise UserError(f"--scenarios {self.scenarios}: must be at least 1")
+        if self.horizon_days <= 0:
+            raise UserError(f"--horizon-days {self.horizon_days}: must be positive")
+        if self.draws < 100:
+            raise UserError(f"--draws {self.draws}: must be at least 100")
+        if self.narrator not in NARRATORS:
+            raise UserError(
+                f"--narrator {self.narrator!r}: unknown narrator",
+                hint=f"use one of {', '.join(NARRATORS)}",
+            )
+
+    @property
+    def effective_as_of(self) -> datetime:
+        return self.as_of or datetime.now(UTC).replace(microsecond=0)
+
+    @property
+    def effective_horizon_days(self) -> float:
+        return self.event.days if self.event else self.horizon_days
+
+
+def parse_timestamp(text: str, what: str) -> datetime:
+    """An ISO-8601 date or timestamp as an aware UTC datetime; naive means UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{what} {text!r}: not an ISO-8601 date or timestamp") from None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def parse_date(text: str, what: str) -> date:
+    return parse_timestamp(text, what).date()
+
+
+def build_event(
+    name: str | None,
+    start: str | None,
+    end: str | None,
+    traffic_multiplier: float | None,
+) -> EventWindow | None:
+    """An event window from the flags/params, or None when no event is given."""
+    given = {"--event-name": name, "--event-start": start, "--event-end": end}
+    if not any(given.values()):
+        if traffic_multiplier not in (None, 1.0):
+            raise UserError("--traffic-multiplier needs an event window (--event-name/start/end)")
+        return None
+    missing = [flag for flag, value in given.items() if not value]
+    if missing:
+        raise UserError(f"an event needs {', '.join(missing)} as well")
+    event_start, event_end = parse_date(start, "--event-start"), parse_date(end, "--event-end")
+    if event_end < event_start:
+        raise UserError(f"--event-end {end} is before --event-start {start}")
+    if event_end - event_start > timedelta(days=90):
+        raise UserError("an event window may last at most 90 days")
+    multiplier = 1.0 if traffic_multiplier is None else float(traffic_multiplier)
+    if multiplier <= 0:
+        raise UserError(f"--traffic-multiplier {multiplier}: must be positive")
+    return EventWindow(str(name), event_start, event_end, multiplier)
+
+
+def config_from_params(params: dict[str, object], as_of: datetime | None) -> RunConfig:
+    """A RunConfig from DAG params (the same rules as the CLI flags)."""
+
+    def text(name: str) -> str | None:
+        value = params.get(name)
+        return None if value is None else (str(value).strip() or None)
+
+    def number(name: str, default: float) -> float:
+        value = params.get(name)
+        return default if value in (None, "") else float(value)  # type: ignore[arg-type]
+
+    what_if = params.get("what_if") or []
+    if isinstance(what_if, str):
+        what_if = [part for part in what_if.split(",") if part.strip()]
+    multiplier = params.get("traffic_multiplier")
+    return RunConfig(
+        seed=int(number("seed", DEFAULT_SEED)),
+        scenarios=int(number("scenarios", DEFAULT_SCENARIOS)),
+        horizon_days=number("horizon_days", DEFAULT_HORIZON_DAYS),
+        draws=int(number("draws", DEFAULT_DRAWS)),
+        history_days=int(number("history_days", DEFAULT_HISTORY_DAYS)),
+        as_of=as_of,
+        event=build_event(
+            text("event_name"),
+            text("event_start"),
+            text("event_end"),
+            None if multiplier in (None, "") else float(multiplier),
+        ),  # type: ignore[arg-type]
+        what_if=tuple(WhatIf.parse(str(item)) for item in what_if),  # type: ignore[union-attr]
+        narrator=text("narrator") or "template",
+        llm=LLMSettings(url=text("llm_url"), model=text("llm_model")),
+    )

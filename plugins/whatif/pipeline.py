@@ -1,0 +1,235 @@
+"""The pipeline's stages as functions over a work folder; the DAG tasks and the CLI call these.
+
+Each stage reads what the previous one wrote into `workdir` and writes its own outputs there,
+so that Airflow tasks pass only paths through XCom and any stage can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from whatif import ingest, model, narrate, publish, report, simulate, validate
+from whatif.config import RunConfig
+from whatif.errors import UserError
+from whatif.schemas import ModelDoc, ScenariosDoc
+from whatif.topology import Topology
+
+log = logging.getLogger(__name__)
+
+STAGE = "_stage"
+SOURCES = "sources.json"
+ARTIFACTS = (
+    "report.html",
+    "report.md",
+    "scenarios.json",
+    "model.json",
+    "validation.json",
+    "quarantine.csv",
+)
+
+
+def _stage(workdir: Path) -> Path:
+    folder = Path(workdir) / STAGE
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def extract(incidents: str, topology: str, workdir: Path) -> dict[str, Any]:
+    """Fetch both inputs into the work folder and check their format (fails fast, naming the
+    user's file)."""
+    stage = _stage(workdir)
+    sources = {}
+    for name, path in (("incidents", incidents), ("topology", topology)):
+        loader = ingest.load_incidents if name == "incidents" else ingest.load_topology
+        table = loader(path)
+        copy = stage / f"{name}.source.csv"
+        shutil.copyfile(path, copy)
+        sources[name] = {"path": str(path), "format": table.format, "rows": len(table.frame)}
+    report.write_json(stage / SOURCES, sources)
+    return sources
+
+
+def _load_sources(workdir: Path) -> tuple[ingest.Table, ingest.Table]:
+    stage = _stage(workdir)
+    sources = json.loads((stage / SOURCES).read_text())
+    incidents = ingest.load_incidents(stage / "incidents.source.csv")
+    topology = ingest.load_topology(stage / "topology.source.csv")
+    incidents.path, topology.path = sources["incidents"]["path"], sources["topology"]["path"]
+    return incidents, topology
+
+
+def run_validation(workdir: Path, as_of: datetime, history_days: int) -> dict[str, Any]:
+    """Validate the staged inputs; write validation.json, quarantine.csv and the clean tables."""
+    incidents, topology = _load_sources(workdir)
+    result = validate.validate(incidents, topology, as_of, history_days)
+    workdir = Path(workdir)
+    report.write_json(workdir / "validation.json", result.report)
+    result.quarantine.to_csv(workdir / "quarantine.csv", index=False)
+    _write_clean(result.incidents, result.topology, _stage(workdir))
+    return _validation_summary(result.report)
+
+
+def _validation_summary(document: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: {k: v for k, v in data.items() if k in ("rows_read", "rows_used", "rows_quarantined")}
+        for name, data in document["inputs"].items()
+    }
+
+
+def _write_clean(incidents: Any, topology: Topology, stage: Path) -> None:
+    columns = [
+        "incident_id",
+        "service",
+        "started_at",
+        "resolved_at",
+        "severity",
+        "category",
+        "title",
+        "description",
+        "detected_at",
+        "acknowledged_at",
+        "caused_by",
+        "team",
+    ]
+    clean = incidents[columns].copy()
+    for column in ("started_at", "resolved_at", "detected_at", "acknowledged_at"):
+        clean[column] = clean[column].map(lambda t: t.isoformat() if not _missing(t) else "")
+    clean.to_csv(stage / "incidents.csv", index=False)
+    topology.to_frame().to_csv(stage / "topology.csv", index=False)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value != value  # NaT and NaN are not equal to themselves
+
+
+def load_clean(workdir: Path) -> tuple[Any, Topology]:
+    stage = _stage(workdir)
+    incidents = ingest.load_incidents(stage / "incidents.csv").frame
+    topology = Topology.from_frame(ingest.load_topology(stage / "topology.csv").frame)
+    return incidents, topology
+
+
+def _as_of(workdir: Path) -> tuple[datetime, int]:
+    document = json.loads((Path(workdir) / "validation.json").read_text())
+    return datetime.fromisoformat(document["as_of"]), int(document["window"]["days"])
+
+
+def fit(workdir: Path) -> Path:
+    """Fit the models on the validated data; write model.json."""
+    incidents, topology = load_clean(workdir)
+    as_of, history_days = _as_of(workdir)
+    document = model.fit(incidents, topology, as_of, history_days)
+    return report.write_json(Path(workdir) / "model.json", document.model_dump())
+
+
+def load_model(path: Path) -> ModelDoc:
+    try:
+        return ModelDoc.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError("file not found", file=str(path)) from None
+    except ValueError as exc:
+        lines = str(exc).splitlines()
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise UserError(
+            f"not a model.json of schema version 1: {detail}",
+            file=str(path),
+            hint="create it with `whatif fit`",
+        ) from None
+
+
+def run_simulation(workdir: Path, config: RunConfig) -> Path:
+    """Simulate and select the scenarios; write their facts (no prose yet)."""
+    _, topology = load_clean(workdir)
+    model_doc = load_model(Path(workdir) / "model.json")
+    facts = simulate.simulate(model_doc, topology, config)
+    return report.write_json(_stage(workdir) / "scenario_facts.json", {"scenarios": facts})
+
+
+def scenarios_document(
+    narrated: list[dict[str, Any]], model_doc: ModelDoc, config: RunConfig, as_of: datetime
+) -> ScenariosDoc:
+    return ScenariosDoc.model_validate(
+        {
+            "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+            "seed": config.seed,
+            "horizon_days": config.effective_horizon_days,
+            "draws": config.draws,
+            "as_of": as_of.isoformat(),
+            "event": config.event.as_dict() if config.event else None,
+            "inputs": {
+                "incidents": model_doc.inputs["incidents"],
+                "incident_rows": model_doc.inputs["incident_rows"],
+                "services": model_doc.inputs["services"],
+            },
+            "scenarios": narrated,
+        }
+    )
+
+
+def load_topology_only(path: str) -> Topology:
+    """A validated topology without incidents (for `whatif simulate`)."""
+    topology, _, warnings = validate.validate_topology(ingest.load_topology(path))
+    for line in warnings:
+        log.warning("%s", line)
+    return topology
+
+
+def simulate_document(
+    model_doc: ModelDoc, topology: Topology, config: RunConfig, as_of: datetime, model_path: str
+) -> ScenariosDoc:
+    """Simulate, select and narrate in one go, from a model.json and a topology."""
+    simulate.check_model_matches(model_doc, topology, model_path)
+    facts = simulate.simulate(model_doc, topology, config)
+    narrated = narrate.narrate(facts, topology, config)
+    return scenarios_document(narrated, model_doc, config, as_of)
+
+
+def run_narration(workdir: Path, config: RunConfig) -> Path:
+    """Write each scenario's prose; write scenarios.json (the contract)."""
+    _, topology = load_clean(workdir)
+    facts = json.loads((_stage(workdir) / "scenario_facts.json").read_text())["scenarios"]
+    narrated = narrate.narrate(facts, topology, config)
+    model_doc = load_model(Path(workdir) / "model.json")
+    as_of, _ = _as_of(workdir)
+    document = scenarios_document(narrated, model_doc, config, as_of)
+    return report.write_json(Path(workdir) / "scenarios.json", document.model_dump())
+
+
+def run_report(workdir: Path) -> list[Path]:
+    workdir = Path(workdir)
+    scenarios_doc = ScenariosDoc.model_validate_json((workdir / "scenarios.json").read_text())
+    model_doc = load_model(workdir / "model.json")
+    validation = json.loads((workdir / "validation.json").read_text())
+    return report.render_reports(workdir, scenarios_doc, model_doc, validation)
+
+
+def run_publish(workdir: Path, target: str, run_date: date, run_id: str) -> dict[str, str]:
+    workdir = Path(workdir)
+    files = [name for name in ARTIFACTS if (workdir / name).exists()]
+    return publish.publish(workdir, files, target, run_date, run_id)
+
+
+def run_all(incidents: str, topology: str, out_dir: Path, config: RunConfig) -> dict[str, Any]:
+    """Every stage in order into out_dir (what `whatif run` does, without publishing)."""
+    out_dir = Path(out_dir)
+    as_of = config.effective_as_of
+    steps = [
+        ("extract", lambda: extract(incidents, topology, out_dir)),
+        ("validate", lambda: run_validation(out_dir, as_of, config.history_days)),
+        ("fit", lambda: fit(out_dir)),
+        ("simulate", lambda: run_simulation(out_dir, config)),
+        ("narrate", lambda: run_narration(out_dir, config)),
+        ("report", lambda: run_report(out_dir)),
+    ]
+    results: dict[str, Any] = {}
+    for number, (name, step) in enumerate(steps, start=1):
+        started = datetime.now(UTC)
+        results[name] = step()
+        seconds = (datetime.now(UTC) - started).total_seconds()
+        log.info("[%d/%d] %s done in %.1f s", number, len(steps), name, seconds)
+    return results

@@ -1,0 +1,133 @@
+"""Report: scenarios.json (the contract) and the Markdown and HTML reports people read.
+
+The reports lead with a picture (the risk matrix) and are rendered from Jinja2 templates
+with autoescaping on for HTML, so no incident text can inject markup.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from whatif.schemas import ModelDoc, ScenariosDoc
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def write_json(path: Path, document: dict[str, Any]) -> Path:
+    """Stable JSON (sorted keys, fixed indent) so that re-runs rewrite identical bytes."""
+    path.write_text(
+        json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return path
+
+
+def risk_matrix_svg(scenarios: list[dict[str, Any]]) -> str:
+    """Probability x impact scatter of the reported scenarios, as deterministic inline SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "whatif"
+    plt.rcParams["svg.fonttype"] = "none"
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=100)
+    colours = {"SEV1": "#D55E00", "SEV2": "#E69F00", "SEV3": "#0072B2", "SEV4": "#009E73"}
+    for number, scenario in enumerate(scenarios, start=1):
+        x = max(scenario["probability"], 1e-6)
+        y = max(scenario["impact"]["impact_score"], 1e-3)
+        axes.scatter(
+            [x],
+            [y],
+            s=90,
+            color=colours[scenario["severity"]],
+            edgecolor="black",
+            zorder=3,
+            label=scenario["severity"],
+        )
+        axes.annotate(str(number), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("probability within the horizon")
+    axes.set_ylabel("impact (weighted service-hours)")
+    axes.set_title("Risk matrix: numbers are the scenarios below")
+    axes.grid(True, which="both", alpha=0.3)
+    handles, labels = axes.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    axes.legend(
+        [unique[k] for k in sorted(unique)],
+        sorted(unique),
+        title="severity",
+        loc="best",
+        fontsize=8,
+    )
+    figure.tight_layout()
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    plt.close(figure)
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg") :]
+
+
+def mermaid_cascade(scenario: dict[str, Any], edges: list[tuple[str, str]]) -> str:
+    """A Mermaid graph of the affected services, arrows in the direction failure flows."""
+    affected = set(scenario["affected_services"]) | {scenario["trigger"]["service"]}
+    probability = scenario["impact"]["affected_probability"]
+    node_ids = {name: f"n{i}" for i, name in enumerate(sorted(affected))}
+    lines = ["graph LR"]
+    for name, node in node_ids.items():
+        share = probability.get(name)
+        label = f"{name} ({share * 100:.0f}%)" if share is not None else name
+        lines.append(f'  {node}["{label}"]')
+    for dependency, dependent in edges:
+        if dependency in affected and dependent in affected:
+            lines.append(f"  {node_ids[dependency]} --> {node_ids[dependent]}")
+    lines.append(f"  style {node_ids[scenario['trigger']['service']]} fill:#D55E00,color:#fff")
+    return "\n".join(lines)
+
+
+def _environment(autoescape: bool) -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters["pct"] = lambda p: f"{p * 100:.1f}%" if p < 0.1 else f"{p * 100:.0f}%"
+    environment.filters["num"] = lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2g}"
+    return environment
+
+
+def render_reports(
+    out_dir: Path, scenarios_doc: ScenariosDoc, model_doc: ModelDoc, validation: dict[str, Any]
+) -> list[Path]:
+    """Write report.md and report.html beside scenarios.json."""
+    scenarios = scenarios_doc.model_dump()["scenarios"]
+    edges = [(e.depends_on, e.service) for e in model_doc.edges]
+    context = {
+        "doc": scenarios_doc.model_dump(),
+        "scenarios": scenarios,
+        "cascades": {s["id"]: mermaid_cascade(s, edges) for s in scenarios},
+        "model": model_doc.model_dump(),
+        "riskiest_services": sorted(
+            model_doc.model_dump()["services"],
+            key=lambda s: (-s["root_rate_per_day"]["mean"], s["service"]),
+        )[:10],
+        "validation": validation,
+    }
+    markdown = _environment(False).get_template("report.md.j2").render(**context)
+    html = (
+        _environment(True)
+        .get_template("report.html.j2")
+        .render(**context, risk_matrix=jinja2.filters.Markup(risk_matrix_svg(scenarios)))
+    )
+    written = [out_dir / "report.md", out_dir / "report.html"]
+    written[0].write_text(markdown, encoding="utf-8")
+    written[1].write_text(html, encoding="utf-8")
+    return written

@@ -1,0 +1,201 @@
+"""Vocabularies and the versioned artifact contracts (scenarios.json, model.json).
+
+The pydantic models are the single definition of what consumers may rely on: every artifact
+is validated against them before it is written, and `docs/data-contract.md` documents them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+# Canonical severity scale, most severe first.
+SEVERITIES: tuple[str, ...] = ("SEV1", "SEV2", "SEV3", "SEV4")
+
+# Canonical failure modes; anything unrecognised becomes "other".
+FAILURE_MODES: tuple[str, ...] = (
+    "capacity",
+    "database",
+    "deployment",
+    "config",
+    "network",
+    "dependency",
+    "hardware",
+    "security",
+    "data",
+    "other",
+)
+
+INCIDENT_REQUIRED = ("incident_id", "service", "started_at", "resolved_at")
+INCIDENT_OPTIONAL = (
+    "severity",
+    "category",
+    "title",
+    "description",
+    "detected_at",
+    "acknowledged_at",
+    "caused_by",
+    "team",
+)
+TOPOLOGY_REQUIRED = ("service", "depends_on")
+TOPOLOGY_OPTIONAL = (
+    "tier",
+    "owner_team",
+    "user_facing",
+    "runbook_url",
+    "oncall",
+    "slo_target",
+    "traffic_weight",
+)
+
+# The legacy What-If notebook format that users migrate from.
+NOTEBOOK_INCIDENT_COLUMNS = ("date", "service", "type", "impact", "mitigation")
+NOTEBOOK_TOPOLOGY_COLUMNS = ("service", "dependencies", "criticality")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Interval(_Strict):
+    mean: float = Field(ge=0)
+    p05: float = Field(ge=0)
+    p95: float = Field(ge=0)
+
+
+class Percentiles(_Strict):
+    p50: float = Field(ge=0)
+    p90: float = Field(ge=0)
+
+
+class Evidence(_Strict):
+    exposures: int = Field(ge=0)
+    hits: int = Field(ge=0)
+
+
+class GammaPosterior(_Strict):
+    """Gamma(shape, rate) over a rate per day."""
+
+    shape: float = Field(gt=0)
+    rate: float = Field(gt=0)
+
+
+class BetaPosterior(_Strict):
+    alpha: float = Field(gt=0)
+    beta: float = Field(gt=0)
+
+
+class LogNormal(_Strict):
+    """Durations in minutes: log(duration) ~ Normal(mu, sigma)."""
+
+    mu: float
+    sigma: float = Field(gt=0)
+
+
+class ServiceModel(_Strict):
+    service: str
+    incidents: int = Field(ge=0)
+    root_incidents: int = Field(ge=0)
+    incident_rate_per_day: Interval
+    root_rate_per_day: Interval
+    root_rate_posterior: GammaPosterior
+    mttr_minutes: Percentiles
+    mttr_source: Literal["data", "pooled", "prior"]
+    duration_minutes_lognormal: LogNormal
+    severity_probabilities: dict[str, float]
+    failure_modes: dict[str, float]
+
+
+class EdgeModel(_Strict):
+    service: str
+    depends_on: str
+    propagation_probability: Interval
+    posterior: BetaPosterior
+    evidence: Evidence
+
+
+class Window(_Strict):
+    start: str
+    end: str
+    days: float = Field(gt=0)
+
+
+class ModelDoc(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    window: Window
+    inputs: dict[str, int]
+    priors: dict[str, dict[str, float | str]]
+    services: list[ServiceModel]
+    edges: list[EdgeModel]
+
+
+class Trigger(_Strict):
+    service: str
+    failure_mode: str
+
+
+class ChecklistItem(_Strict):
+    role: str
+    action: str
+
+
+class Narrative(_Strict):
+    """What a narrator writes for one scenario; the statistics are never its to change."""
+
+    title: str
+    narrative: str
+    predicted_impact: str
+    mitigations: list[str] = Field(min_length=1)
+    checklist: list[ChecklistItem] = Field(min_length=1)
+
+    @field_validator("title")
+    @classmethod
+    def _title_is_a_question(cls, value: str) -> str:
+        if not value.startswith("What if"):
+            raise ValueError("title must begin with 'What if'")
+        return value
+
+
+class Impact(_Strict):
+    blast_radius: Percentiles
+    affected_probability: dict[str, float]
+    severity_probabilities: dict[str, float]
+    teams_paged: list[str]
+    impact_score: float = Field(ge=0)
+
+
+class Scenario(Narrative):
+    id: str
+    trigger: Trigger
+    forced: bool
+    selection_reason: str
+    affected_services: list[str]
+    user_facing_affected: list[str]
+    probability: float = Field(ge=0, le=1)
+    expected_duration_minutes: Percentiles
+    severity: str
+    risk_score: float = Field(ge=0)
+    impact: Impact
+    narrator: str
+
+
+class EventInfo(_Strict):
+    name: str
+    start: str
+    end: str
+    traffic_multiplier: float
+
+
+class ScenariosDoc(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    generated_at: str
+    seed: int
+    horizon_days: float
+    draws: int
+    as_of: str
+    event: EventInfo | None
+    inputs: dict[str, int]
+    scenarios: list[Scenario]

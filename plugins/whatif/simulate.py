@@ -1,0 +1,318 @@
+"""Simulate: how likely each what-if is within the horizon, and what it does when it happens.
+
+- Probability of a root failure of service s in mode m within the horizon: the exact
+  posterior predictive under the Gamma posterior of the rate, 1 - (b / (b + q_m c H))^a.
+- Impact: Monte Carlo of the cascade given that root failure, vectorised over draws and
+  edges: each draw samples every edge's propagation probability from its Beta posterior,
+  flips each edge once (independent cascade) and spreads along live edges breadth-first
+  with sparse matrix products. Durations and severities are drawn for every affected service.
+The definitions of impact and risk are in docs/scenarios.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from whatif.config import RunConfig, WhatIf
+from whatif.errors import UserError
+from whatif.schemas import FAILURE_MODES, SEVERITIES, ModelDoc
+from whatif.topology import Topology
+
+# Modes whose rate grows with traffic during an event window (elasticity 1: rate ∝ traffic).
+LOAD_SENSITIVE_MODES = ("capacity", "database", "dependency")
+TRAFFIC_ELASTICITY = 1.0
+SEVERITY_WEIGHT = {"SEV1": 4.0, "SEV2": 2.0, "SEV3": 1.0, "SEV4": 0.5}
+INTERNAL_WEIGHT = 0.25  # weight of an internal service relative to a user-facing one
+LISTED_THRESHOLD = 0.10  # a service is listed as affected when hit in >= 10 % of draws
+MAX_CELLS = 8_000_000  # bound on draws x edges held in memory at once
+
+
+@dataclasses.dataclass(frozen=True)
+class CascadeStats:
+    """What one trigger service's failure does, summarised over the draws."""
+
+    affected_probability: np.ndarray  # per service
+    blast_radius: np.ndarray  # services affected per draw (the trigger included)
+    duration_minutes: np.ndarray  # per draw
+    severity_index: np.ndarray  # per draw, 0 = SEV1
+    impact: np.ndarray  # per draw
+
+
+def trigger_probability(
+    shape: np.ndarray, rate: np.ndarray, expected_multiplier: np.ndarray
+) -> np.ndarray:
+    """P(at least one root failure within the horizon), integrated over the rate posterior.
+
+    expected_multiplier is share_of_mode x horizon_days x traffic factor; for Gamma(a, b)
+    rates, E[exp(-lambda c)] = (b / (b + c))^a.
+    """
+    return -np.expm1(shape * (np.log(rate) - np.log(rate + expected_multiplier)))
+
+
+def mode_multipliers(config: RunConfig) -> np.ndarray:
+    """Traffic factor per failure mode for the horizon (1 outside an event window)."""
+    factor = np.ones(len(FAILURE_MODES))
+    if config.event and config.event.traffic_multiplier != 1.0:
+        boost = config.event.traffic_multiplier**TRAFFIC_ELASTICITY
+        for i, mode in enumerate(FAILURE_MODES):
+            if mode in LOAD_SENSITIVE_MODES:
+                factor[i] = boost
+    return factor
+
+
+def _spread(live: np.ndarray, roots: np.ndarray, topology: Topology) -> np.ndarray:
+    """Affected services per draw (bool draws x services) from live edges, breadth-first."""
+    n_draws, n = live.shape[0], topology.size
+    to_dependent = sparse.csr_matrix(
+        (
+            np.ones(len(topology.edge_dependent), dtype=np.int32),
+            (np.arange(len(topology.edge_dependent)), topology.edge_dependent),
+        ),
+        shape=(len(topology.edge_dependent), n),
+    )
+    affected = np.zeros((n_draws, n), dtype=bool)
+    affected[np.arange(n_draws), roots] = True
+    frontier = affected.copy()
+    while frontier.any():
+        fired = frontier[:, topology.edge_dependency] & live
+        reached = (sparse.csr_matrix(fired.astype(np.int32)) @ to_dependent).toarray() > 0
+        frontier = reached & ~affected
+        affected |= frontier
+    return affected
+
+
+def _cascade_stats(
+    affected: np.ndarray, trigger: int, model: dict[str, np.ndarray], rng: np.random.Generator
+) -> CascadeStats:
+    n_draws, n = affected.shape
+    z = rng.standard_normal((n_draws, n))
+    minutes = np.exp(model["mu"] + model["sigma"] * z)
+    duration = np.where(affected, minutes, 0.0).max(axis=1)
+    u = rng.random((n_draws, n))
+    severity = (u[:, :, None] > model["severity_cdf"][None, :, :-1]).sum(axis=2)
+    counted = affected & (model["user_facing"][None, :] | (np.arange(n) == trigger)[None, :])
+    worst = np.where(counted, severity, len(SEVERITIES) - 1).min(axis=1)
+    weights = np.where(model["user_facing"], 1.0, INTERNAL_WEIGHT)
+    breadth = (affected * weights[None, :]).sum(axis=1)
+    severity_weight = np.array([SEVERITY_WEIGHT[s] for s in SEVERITIES])[worst]
+    return CascadeStats(
+        affected_probability=affected.mean(axis=0),
+        blast_radius=affected.sum(axis=1),
+        duration_minutes=duration,
+        severity_index=worst,
+        impact=duration / 60.0 * breadth * severity_weight,
+    )
+
+
+def simulate_cascades(
+    model_doc: ModelDoc, topology: Topology, draws: int, rng: np.random.Generator
+) -> list[CascadeStats]:
+    """Cascade statistics for every service as the trigger, in topology order."""
+    arrays = model_arrays(model_doc, topology)
+    n_edges = len(topology.edge_dependency)
+    per_chunk = max(1, MAX_CELLS // max(draws * max(n_edges, 1), 1))
+    stats: list[CascadeStats] = []
+    for first in range(0, topology.size, per_chunk):
+        triggers = np.arange(first, min(first + per_chunk, topology.size))
+        roots = np.repeat(triggers, draws)
+        edge_p = rng.beta(arrays["edge_alpha"], arrays["edge_beta"], size=(len(roots), n_edges))
+        live = rng.random((len(roots), n_edges)) < edge_p
+        affected = _spread(live, roots, topology)
+        for k, trigger in enumerate(triggers):
+            block = affected[k * draws : (k + 1) * draws]
+            stats.append(_cascade_stats(block, int(trigger), arrays, rng))
+    return stats
+
+
+def model_arrays(model_doc: ModelDoc, topology: Topology) -> dict[str, np.ndarray]:
+    """The model as arrays aligned with the topology's service and edge order."""
+    by_service = {s.service: s for s in model_doc.services}
+    by_edge = {(e.depends_on, e.service): e for e in model_doc.edges}
+    services = [by_service[name] for name in topology.services]
+    edges = [
+        by_edge[(topology.services[u], topology.services[v])]
+        for u, v in zip(topology.edge_dependency, topology.edge_dependent, strict=True)
+    ]
+    severity = np.array([[s.severity_probabilities[k] for k in SEVERITIES] for s in services])
+    return {
+        "shape": np.array([s.root_rate_posterior.shape for s in services]),
+        "rate": np.array([s.root_rate_posterior.rate for s in services]),
+        "modes": np.array([[s.failure_modes[m] for m in FAILURE_MODES] for s in services]),
+        "mu": np.array([s.duration_minutes_lognormal.mu for s in services]),
+        "sigma": np.array([s.duration_minutes_lognormal.sigma for s in services]),
+        "severity_cdf": np.cumsum(severity / severity.sum(axis=1, keepdims=True), axis=1),
+        "user_facing": topology.attributes["user_facing"].to_numpy(bool),
+        "edge_alpha": np.array([e.posterior.alpha for e in edges]),
+        "edge_beta": np.array([e.posterior.beta for e in edges]),
+    }
+
+
+def check_model_matches(model_doc: ModelDoc, topology: Topology, model_path: str) -> None:
+    """The model must cover the topology it is simulated on (same services and edges)."""
+    modelled = {s.service for s in model_doc.services}
+    missing = [s for s in topology.services if s not in modelled]
+    if missing:
+        raise UserError(
+            f"the model has no entry for service {missing[0]!r} of the topology",
+            file=model_path,
+            hint="fit the model on this topology first (whatif fit)",
+        )
+    edges = {(e.depends_on, e.service) for e in model_doc.edges}
+    for u, v in zip(topology.edge_dependency, topology.edge_dependent, strict=True):
+        if (topology.services[u], topology.services[v]) not in edges:
+            raise UserError(
+                f"the model has no edge {topology.services[v]} -> {topology.services[u]}",
+                file=model_path,
+                hint="fit the model on this topology first (whatif fit)",
+            )
+
+
+def resolve_what_ifs(what_ifs: tuple[WhatIf, ...], topology: Topology) -> list[WhatIf]:
+    """Check that forced what-ifs name real services (the topology's spelling)."""
+    by_key = {s.lower(): s for s in topology.services}
+    resolved = []
+    for what_if in what_ifs:
+        name = by_key.get(what_if.service.lower())
+        if name is None:
+            close = difflib.get_close_matches(what_if.service, topology.services, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else "see the topology file"
+            raise UserError(f"--what-if {what_if.service!r}: no such service", hint=hint)
+        resolved.append(WhatIf(name, what_if.failure_mode))
+    return resolved
+
+
+def candidate_scenarios(
+    model_doc: ModelDoc, topology: Topology, config: RunConfig
+) -> list[dict[str, Any]]:
+    """Every (trigger service, failure mode) pair with its probability and impact facts."""
+    rng = np.random.default_rng(config.seed)
+    arrays = model_arrays(model_doc, topology)
+    horizon = config.effective_horizon_days
+    multiplier = arrays["modes"] * mode_multipliers(config)[None, :] * horizon
+    probability = trigger_probability(arrays["shape"][:, None], arrays["rate"][:, None], multiplier)
+    cascades = simulate_cascades(model_doc, topology, config.draws, rng)
+    candidates = []
+    for i, name in enumerate(topology.services):
+        facts = _impact_facts(cascades[i], topology)
+        for j, mode in enumerate(FAILURE_MODES):
+            p = float(probability[i, j])
+            candidates.append(
+                {
+                    "id": scenario_id(name, mode),
+                    "trigger": {"service": name, "failure_mode": mode},
+                    "probability": _round(p),
+                    "risk_score": _round(p * facts["impact"]["impact_score"]),
+                    **facts,
+                }
+            )
+    return candidates
+
+
+def scenario_id(service: str, mode: str) -> str:
+    return f"{service}--{mode}"
+
+
+def _impact_facts(stats: CascadeStats, topology: Topology) -> dict[str, Any]:
+    order = np.argsort(-stats.affected_probability, kind="stable")
+    listed = [int(i) for i in order if stats.affected_probability[i] >= LISTED_THRESHOLD]
+    names = [topology.services[i] for i in listed]
+    user_facing = topology.attributes["user_facing"]
+    teams = sorted(
+        {
+            str(topology.attribute(n, "owner_team"))
+            for n in names
+            if topology.attribute(n, "owner_team")
+        }
+    )
+    severity_share = np.bincount(stats.severity_index, minlength=len(SEVERITIES))
+    severity_share = severity_share / severity_share.sum()
+    return {
+        "affected_services": names,
+        "user_facing_affected": [n for n in names if bool(user_facing[n])],
+        "expected_duration_minutes": _percentiles(stats.duration_minutes),
+        "severity": SEVERITIES[int(np.argmax(severity_share))],
+        "impact": {
+            "blast_radius": _percentiles(stats.blast_radius.astype(float)),
+            "affected_probability": {
+                topology.services[i]: _round(float(stats.affected_probability[i])) for i in listed
+            },
+            "severity_probabilities": {
+                s: _round(float(p)) for s, p in zip(SEVERITIES, severity_share, strict=True)
+            },
+            "teams_paged": teams,
+            "impact_score": _round(float(stats.impact.mean())),
+        },
+    }
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float]:
+    p50, p90 = np.percentile(values, [50, 90])
+    return {"p50": _round(float(p50)), "p90": _round(float(p90))}
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.6g}") if math.isfinite(value) else 0.0
+
+
+def select(
+    candidates: list[dict[str, Any]], forced: list[WhatIf], k: int, model_doc: ModelDoc
+) -> list[dict[str, Any]]:
+    """Pick the scenarios to report: forced what-ifs, the top risks (at most two per trigger
+    service, so one fragile service cannot fill the report), and rare-but-severe tail ones."""
+    by_id = {c["id"]: c for c in candidates}
+    modes = {s.service: s.failure_modes for s in model_doc.services}
+    chosen: dict[str, dict[str, Any]] = {}
+    for what_if in forced:
+        mode = what_if.failure_mode or max(modes[what_if.service], key=modes[what_if.service].get)
+        chosen[scenario_id(what_if.service, mode)] = by_id[scenario_id(what_if.service, mode)] | {
+            "forced": True,
+            "selection_reason": "forced what-if (conditioned on this failure)",
+        }
+    ranked = sorted(candidates, key=lambda c: (-c["risk_score"], c["id"]))
+    tail_slots = max(1, k // 4) if k >= 3 else 0
+    per_service: dict[str, int] = {}
+    for c in chosen.values():
+        per_service[c["trigger"]["service"]] = per_service.get(c["trigger"]["service"], 0) + 1
+    for rank, candidate in enumerate(ranked, start=1):
+        if len(chosen) >= max(k - tail_slots, len(forced)):
+            break
+        service = candidate["trigger"]["service"]
+        if candidate["id"] in chosen or per_service.get(service, 0) >= 2:
+            continue
+        per_service[service] = per_service.get(service, 0) + 1
+        chosen[candidate["id"]] = candidate | {
+            "forced": False,
+            "selection_reason": f"top risk (rank {rank} of {len(ranked)})",
+        }
+    median_p = float(np.median([c["probability"] for c in candidates]))
+    tail = sorted(
+        (c for c in candidates if c["probability"] < median_p and c["id"] not in chosen),
+        key=lambda c: (-c["impact"]["impact_score"], c["id"]),
+    )
+    tail_services: set[str] = set()
+    for candidate in tail:
+        if len(chosen) >= k:
+            break
+        service = candidate["trigger"]["service"]
+        if service in tail_services:
+            continue
+        tail_services.add(service)
+        chosen[candidate["id"]] = candidate | {
+            "forced": False,
+            "selection_reason": "tail: rare but severe (probability below the median, "
+            "highest impact)",
+        }
+    return sorted(chosen.values(), key=lambda c: (not c["forced"], -c["risk_score"], c["id"]))
+
+
+def simulate(model_doc: ModelDoc, topology: Topology, config: RunConfig) -> list[dict[str, Any]]:
+    """The selected scenarios' facts (no prose yet), most important first."""
+    forced = resolve_what_ifs(config.what_if, topology)
+    candidates = candidate_scenarios(model_doc, topology, config)
+    return select(candidates, forced, config.scenarios, model_doc)

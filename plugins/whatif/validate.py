@@ -1,0 +1,358 @@
+"""Validate: Great Expectations suites for incidents and topology, with hard and soft checks.
+
+Each expectation carries a level in its meta:
+- hard: the run stops with one line naming file, row and column;
+- soft: the offending rows are quarantined with a reason and the run goes on;
+- warn: the rows are kept (the value is ignored) and the count is reported.
+Nothing is dropped silently: every input row is either used or in `quarantine.csv`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from whatif.errors import UserError
+from whatif.ingest import ROW, Table
+from whatif.schemas import SCHEMA_VERSION
+from whatif.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One expectation and what a failure of it means for the rows."""
+
+    reason: str
+    level: str  # hard | soft | warn
+    build: Callable[[Any], Any]  # gx.expectations module -> expectation
+    message: str
+
+
+@dataclasses.dataclass
+class Validated:
+    incidents: pd.DataFrame
+    topology: Topology
+    quarantine: pd.DataFrame
+    report: dict[str, Any]
+
+
+def topology_checks() -> list[Check]:
+    return [
+        Check(
+            "missing_service",
+            "hard",
+            lambda e: e.ExpectColumnValuesToNotBeNull(column="service"),
+            "every topology row needs a service name",
+        ),
+        Check(
+            "duplicate_service",
+            "hard",
+            lambda e: e.ExpectColumnValuesToBeUnique(column="service"),
+            "each service may have one row only",
+        ),
+        Check(
+            "slo_target_out_of_range",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeBetween(
+                column="slo_target", min_value=0, max_value=1, strict_min=True, strict_max=True
+            ),
+            "slo_target must be a fraction such as 0.999; the value is ignored",
+        ),
+        Check(
+            "traffic_weight_out_of_range",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeBetween(
+                column="traffic_weight", min_value=0, max_value=1
+            ),
+            "traffic_weight must be between 0 and 1; the value is ignored",
+        ),
+    ]
+
+
+def incident_checks(table_format: str, services: list[str], incident_ids: list[str]) -> list[Check]:
+    checks = [
+        Check(
+            "missing_incident_id",
+            "soft",
+            lambda e: e.ExpectColumnValuesToNotBeNull(column="incident_id"),
+            "incident_id is empty",
+        ),
+        Check(
+            "missing_service",
+            "soft",
+            lambda e: e.ExpectColumnValuesToNotBeNull(column="service"),
+            "service is empty",
+        ),
+        Check(
+            "unknown_service",
+            "soft",
+            lambda e: e.ExpectColumnValuesToBeInSet(column="service", value_set=services),
+            "service is not in the topology",
+        ),
+        Check(
+            "bad_started_at",
+            "soft",
+            lambda e: e.ExpectColumnValuesToNotBeNull(column="started_at"),
+            "started_at is empty or not an ISO-8601 timestamp",
+        ),
+    ]
+    if table_format == "contract":
+        checks += [
+            Check(
+                "bad_resolved_at",
+                "soft",
+                lambda e: e.ExpectColumnValuesToNotBeNull(column="resolved_at"),
+                "resolved_at is empty or not an ISO-8601 timestamp",
+            ),
+            Check(
+                "resolved_before_started",
+                "soft",
+                lambda e: e.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="resolved_at",
+                    column_B="started_at",
+                    or_equal=True,
+                    ignore_row_if="either_value_is_missing",
+                ),
+                "resolved_at is before started_at",
+            ),
+        ]
+    checks += [
+        Check(
+            "unknown_severity",
+            "warn",
+            lambda e: e.ExpectColumnValuesToNotBeNull(column="severity_check"),
+            "severity is not a known word; the row is used without a severity",
+        ),
+        Check(
+            "unknown_caused_by",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeInSet(column="caused_by", value_set=incident_ids),
+            "caused_by names no incident in the file; the row counts as a root failure",
+        ),
+    ]
+    return checks
+
+
+def run_suite(name: str, frame: pd.DataFrame, checks: list[Check]) -> list[dict[str, Any]]:
+    """Run the checks as one GX expectation suite; one result dict per check, with failing rows."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (
+        context.data_sources.add_pandas(f"{name}_source")
+        .add_dataframe_asset(name)
+        .add_batch_definition_whole_dataframe(f"{name}_batch")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name=f"whatif_{name}"))
+    for check in checks:
+        expectation = check.build(gx.expectations)
+        expectation.meta = {"reason": check.reason, "level": check.level}
+        suite.add_expectation(expectation)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{name}_validation", data=batch, suite=suite)
+    )
+    result = definition.run(
+        batch_parameters={"dataframe": frame},
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]},
+    )
+    by_reason = {r.expectation_config.meta["reason"]: r for r in result.results}
+    outcomes = []
+    for check in checks:
+        outcome = by_reason[check.reason]
+        rows = sorted(int(item[ROW]) for item in outcome.result.get("unexpected_index_list") or [])
+        outcomes.append(
+            {
+                "expectation": outcome.expectation_config.type,
+                "reason": check.reason,
+                "level": check.level,
+                "message": check.message,
+                "success": bool(outcome.success),
+                "unexpected_count": len(rows),
+                "rows": rows,
+            }
+        )
+    return outcomes
+
+
+def validate_topology(table: Table) -> tuple[Topology, dict[str, Any], list[str]]:
+    frame = table.frame
+    outcomes = run_suite("topology", frame, topology_checks())
+    _raise_on_hard_failure(
+        outcomes, table, column_of={"missing_service": "service", "duplicate_service": "service"}
+    )
+    warnings: list[str] = []
+    for outcome in outcomes:
+        if outcome["level"] == "warn" and outcome["rows"]:
+            column = outcome["reason"].removesuffix("_out_of_range")
+            frame.loc[frame[ROW].isin(outcome["rows"]), column] = float("nan")
+            warnings.append(_warning_line(table.path, outcome))
+    topology = Topology.from_frame(frame)
+    if topology.implicit:
+        warnings.append(
+            f"{table.path}: depends_on names services with no row of their own, added with no "
+            f"attributes: {', '.join(topology.implicit)}"
+        )
+    for cycle in topology.cycles():
+        warnings.append(
+            f"{table.path}: dependency cycle {' <-> '.join(cycle)}: failures may flow both "
+            "ways; each service is counted once per cascade"
+        )
+    report = _input_report(table, len(frame), len(frame), {}, outcomes)
+    return topology, report, warnings
+
+
+def _raise_on_hard_failure(
+    outcomes: list[dict[str, Any]], table: Table, column_of: dict[str, str]
+) -> None:
+    for outcome in outcomes:
+        if outcome["level"] == "hard" and not outcome["success"]:
+            row = outcome["rows"][0] if outcome["rows"] else None
+            more = len(outcome["rows"]) - 1
+            suffix = f" (and {more} more rows)" if more > 0 else ""
+            raise UserError(
+                f"{outcome['message']}{suffix}",
+                file=table.path,
+                row=row,
+                column=column_of.get(outcome["reason"]),
+                hint="fix the file and run again",
+            )
+
+
+def _warning_line(path: str, outcome: dict[str, Any]) -> str:
+    rows = outcome["rows"]
+    shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+    return f"{path}: {outcome['message']} ({len(rows)} rows: {shown})"
+
+
+def validate_incidents(
+    table: Table, topology: Topology, as_of: datetime, history_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], list[str]]:
+    frame = table.frame.copy()
+    frame["service"] = _match_service_names(frame["service"], topology.services)
+    # Null only where a severity was given but not recognised (empty is simply unknown).
+    frame["severity_check"] = frame["severity"].where(frame["severity_raw"] != "", "not given")
+    reasons: dict[int, list[str]] = {}
+    duplicated = (
+        frame.duplicated(subset=["incident_id", "service"], keep="last")
+        & frame["incident_id"].notna()
+    )
+    for row in frame.loc[duplicated, ROW]:
+        reasons.setdefault(int(row), []).append("duplicate")
+    ids = sorted(frame["incident_id"].dropna().astype(str).unique())
+    checks = incident_checks(table.format, list(topology.services), ids)
+    outcomes = run_suite("incidents", frame, checks)
+    warnings: list[str] = []
+    for outcome in outcomes:
+        if not outcome["rows"]:
+            continue
+        if outcome["level"] == "soft":
+            for row in outcome["rows"]:
+                reasons.setdefault(row, []).append(outcome["reason"])
+        else:
+            warnings.append(_warning_line(table.path, outcome))
+    unknown_cause = frame[ROW].isin(_rows_of(outcomes, "unknown_caused_by"))
+    frame.loc[unknown_cause, "caused_by"] = pd.NA
+    start = pd.Timestamp(as_of) - timedelta(days=history_days)
+    outside = frame["started_at"].notna() & (
+        (frame["started_at"] <= start) | (frame["started_at"] > pd.Timestamp(as_of))
+    )
+    for row in frame.loc[outside, ROW]:
+        reasons.setdefault(int(row), []).append("outside_window")
+    quarantined = frame[ROW].isin(reasons)
+    used = frame.loc[~quarantined].drop(columns=["severity_check"]).reset_index(drop=True)
+    quarantine = _quarantine_rows(table, reasons)
+    by_reason = quarantine["reason"].str.split(";").explode().value_counts().sort_index()
+    report = _input_report(table, len(frame), len(used), by_reason.to_dict(), outcomes)
+    return used, quarantine, report, warnings
+
+
+def _rows_of(outcomes: list[dict[str, Any]], reason: str) -> list[int]:
+    return next(o["rows"] for o in outcomes if o["reason"] == reason)
+
+
+def _match_service_names(names: pd.Series, services: tuple[str, ...]) -> pd.Series:
+    """Incident service names matched to the topology's spelling, ignoring case and spaces."""
+    canonical = {_name_key(s): s for s in services}
+    return names.map(lambda n: canonical.get(_name_key(n), n) if isinstance(n, str) else n)
+
+
+def _name_key(name: str) -> str:
+    return "".join(name.lower().split()).replace("_", "-")
+
+
+def _quarantine_rows(table: Table, reasons: dict[int, list[str]]) -> pd.DataFrame:
+    raw = table.raw.set_index(ROW)
+    rows = sorted(reasons)
+    quarantine = (
+        raw.loc[rows].reset_index(names="row") if rows else raw.iloc[:0].reset_index(names="row")
+    )
+    quarantine.insert(0, "reason", [";".join(reasons[r]) for r in rows])
+    quarantine.insert(0, "file", table.path)
+    return quarantine
+
+
+def _input_report(
+    table: Table,
+    rows_read: int,
+    rows_used: int,
+    quarantined_by_reason: dict[str, int],
+    outcomes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "path": table.path,
+        "format": table.format,
+        "rows_read": rows_read,
+        "rows_used": rows_used,
+        "rows_quarantined": rows_read - rows_used,
+        "quarantined_by_reason": {k: int(v) for k, v in quarantined_by_reason.items()},
+        "expectations": [
+            {k: v for k, v in o.items() if k != "rows"} | {"sample_rows": o["rows"][:20]}
+            for o in outcomes
+        ],
+    }
+
+
+def validate(
+    incidents: Table, topology_table: Table, as_of: datetime, history_days: int
+) -> Validated:
+    """Validate both inputs; raise UserError on a hard failure or when no incident is usable."""
+    topology, topology_report, warnings = validate_topology(topology_table)
+    used, quarantine, incident_report, incident_warnings = validate_incidents(
+        incidents, topology, as_of, history_days
+    )
+    warnings += incident_warnings
+    if used.empty:
+        reasons = (
+            ", ".join(f"{k}: {v}" for k, v in incident_report["quarantined_by_reason"].items())
+            or "none"
+        )
+        raise UserError(
+            f"no usable incident rows (quarantined by reason: {reasons})",
+            file=incidents.path,
+            hint="see quarantine.csv; check the history window (--as-of) and service names",
+        )
+    for line in warnings:
+        log.warning("%s", line)
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "as_of": as_of.isoformat(),
+        "window": {
+            "start": (as_of - timedelta(days=history_days)).isoformat(),
+            "end": as_of.isoformat(),
+            "days": history_days,
+        },
+        "inputs": {"incidents": incident_report, "topology": topology_report},
+        "warnings": warnings,
+    }
+    return Validated(used, topology, quarantine, report)
