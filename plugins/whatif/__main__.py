@@ -1,5 +1,6 @@
 """`python -m whatif` runs the CLI."""
 
-from whatif.cli import main
+if __name__ == "__main__":  # Airflow's plugin loader imports every module: do nothing then
+    from whatif.cli import main
 
-raise SystemExit(main())
+    raise SystemExit(main())

@@ -147,6 +147,8 @@ def run_suite(name: str, frame: pd.DataFrame, checks: list[Check]) -> list[dict[
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # GX sets this logger to INFO itself; its "temporary directory" lines are noise here.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (

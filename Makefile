@@ -1,0 +1,54 @@
+# Two commands do all the set-up: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+# A project-local Airflow (SQLite metadata DB) that reads this repo's dags/ and plugins/.
+export AIRFLOW_HOME := $(CURDIR)/airflow_home
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export GX_ANALYTICS_ENABLED := False
+export WHATIF_REPORTS_URL ?= file://$(CURDIR)/reports
+
+.PHONY: venv run test lint freeze services clean
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null \
+		|| $(BIN)/python -m pip install -q --no-deps -e .
+	@touch $@
+
+venv: $(BIN)/.installed
+
+$(AIRFLOW_HOME)/airflow.db: $(BIN)/.installed
+	@mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 \
+		|| { cat $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
+
+run: $(AIRFLOW_HOME)/airflow.db
+	$(BIN)/airflow dags test what_if_scenarios > $(AIRFLOW_HOME)/last-run.log 2>&1 \
+		|| { tail -n 60 $(AIRFLOW_HOME)/last-run.log; echo "the DAG run failed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1; }
+	@grep -q "state=success" $(AIRFLOW_HOME)/last-run.log \
+		|| { tail -n 60 $(AIRFLOW_HOME)/last-run.log; echo "the DAG run did not succeed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1; }
+	@grep -h "report published:" $(AIRFLOW_HOME)/last-run.log | sed 's/.*report published: /report: /' | head -n 1
+	@echo "latest report: $(CURDIR)/reports/latest/report.html (run log: $(AIRFLOW_HOME)/last-run.log)"
+
+services:
+	@scripts/ensure-services.sh
+
+test: venv services
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+
+freeze: venv
+	$(BIN)/python -m pip freeze --exclude-editable > requirements.freeze.txt
+	@echo "compare requirements.freeze.txt with requirements.txt and keep the header"
+
+clean:
+	rm -rf $(AIRFLOW_HOME) reports out
