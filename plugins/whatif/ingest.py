@@ -9,7 +9,6 @@ and the legacy What-If notebook format.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from whatif.schemas import (
     TOPOLOGY_OPTIONAL,
     TOPOLOGY_REQUIRED,
 )
-
-log = logging.getLogger(__name__)
 
 ROW = "_row"
 TIMESTAMP_COLUMNS = ("started_at", "resolved_at", "detected_at", "acknowledged_at")
@@ -214,11 +211,6 @@ def load_topology(path: str | Path) -> Table:
     fmt = _detect_format(raw, str(path), TOPOLOGY_REQUIRED, NOTEBOOK_TOPOLOGY_COLUMNS[:2])
     if fmt == "notebook":
         raw_view = raw.rename(columns={"dependencies": "depends_on", "criticality": "tier"})
-        log.warning(
-            "%s: notebook topology: 'dependencies' is read as the services each service "
-            "depends on (failure flows from them to it)",
-            path,
-        )
     else:
         raw_view = raw
     frame = pd.DataFrame({ROW: raw_view[ROW]})

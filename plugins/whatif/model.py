@@ -29,16 +29,17 @@ Z90 = stats.norm.ppf(0.9)
 
 
 def observation_window(
-    incidents: pd.DataFrame, as_of: datetime, history_days: int
+    incidents: pd.DataFrame, as_of: datetime, history_days: int, data_start: str | None = None
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The exposure window: the history window, starting no earlier than the first incident.
+    """The exposure window: the history window, starting no earlier than the data does.
 
     A history that begins after the window start would otherwise count days with no data as
-    days without incidents, and understate every rate.
+    days without incidents, and understate every rate. `data_start` is the earliest incident
+    of the whole export (validation records it); without it, the earliest incident used.
     """
     end = pd.Timestamp(as_of)
     start = end - timedelta(days=history_days)
-    first = incidents["started_at"].min()
+    first = pd.Timestamp(data_start) if data_start else incidents["started_at"].min()
     return (max(start, first.floor("D")) if pd.notna(first) else start), end
 
 
@@ -187,11 +188,15 @@ def edge_evidence(incidents: pd.DataFrame, topology: Topology) -> tuple[np.ndarr
 
 
 def fit(
-    incidents: pd.DataFrame, topology: Topology, as_of: datetime, history_days: int
+    incidents: pd.DataFrame,
+    topology: Topology,
+    as_of: datetime,
+    history_days: int,
+    data_start: str | None = None,
 ) -> ModelDoc:
     """Fit every model on validated incidents; the result is the model.json contract."""
     services = topology.services
-    start, end = observation_window(incidents, as_of, history_days)
+    start, end = observation_window(incidents, as_of, history_days, data_start)
     days = (end - start).total_seconds() / 86400.0
     exposure = np.full(len(services), days)
     total, root = _incident_counts(incidents, services)

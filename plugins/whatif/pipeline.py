@@ -114,16 +114,25 @@ def load_clean(workdir: Path) -> tuple[Any, Topology]:
     return incidents, topology
 
 
-def _as_of(workdir: Path) -> tuple[datetime, int]:
-    document = json.loads((Path(workdir) / "validation.json").read_text())
-    return datetime.fromisoformat(document["as_of"]), int(document["window"]["days"])
+def _validation(workdir: Path) -> dict[str, Any]:
+    return json.loads((Path(workdir) / "validation.json").read_text())
+
+
+def _as_of(workdir: Path) -> datetime:
+    return datetime.fromisoformat(_validation(workdir)["as_of"])
 
 
 def fit(workdir: Path) -> Path:
     """Fit the models on the validated data; write model.json."""
     incidents, topology = load_clean(workdir)
-    as_of, history_days = _as_of(workdir)
-    document = model.fit(incidents, topology, as_of, history_days)
+    validation = _validation(workdir)
+    document = model.fit(
+        incidents,
+        topology,
+        datetime.fromisoformat(validation["as_of"]),
+        int(validation["window"]["days"]),
+        validation["inputs"]["incidents"]["data_start"],
+    )
     return report.write_json(Path(workdir) / "model.json", document.model_dump())
 
 
@@ -195,8 +204,7 @@ def run_narration(workdir: Path, config: RunConfig) -> Path:
     facts = json.loads((_stage(workdir) / "scenario_facts.json").read_text())["scenarios"]
     narrated = narrate.narrate(facts, topology, config)
     model_doc = load_model(Path(workdir) / "model.json")
-    as_of, _ = _as_of(workdir)
-    document = scenarios_document(narrated, model_doc, config, as_of)
+    document = scenarios_document(narrated, model_doc, config, _as_of(workdir))
     return report.write_json(Path(workdir) / "scenarios.json", document.model_dump())
 
 

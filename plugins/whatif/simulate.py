@@ -263,52 +263,64 @@ def _round(value: float) -> float:
 def select(
     candidates: list[dict[str, Any]], forced: list[WhatIf], k: int, model_doc: ModelDoc
 ) -> list[dict[str, Any]]:
-    """Pick the scenarios to report: forced what-ifs, the top risks (at most two per trigger
-    service, so one fragile service cannot fill the report), and rare-but-severe tail ones."""
+    """Pick the scenarios to report, each tagged with why:
+    forced what-ifs; the top risks, at most two per trigger service so one fragile service
+    cannot fill the report; then rare-but-severe tail scenarios (probability at or below the
+    median, highest impact, one per service); any slot left goes to the next-ranked risk."""
     by_id = {c["id"]: c for c in candidates}
     modes = {s.service: s.failure_modes for s in model_doc.services}
     chosen: dict[str, dict[str, Any]] = {}
     for what_if in forced:
         mode = what_if.failure_mode or max(modes[what_if.service], key=modes[what_if.service].get)
-        chosen[scenario_id(what_if.service, mode)] = by_id[scenario_id(what_if.service, mode)] | {
+        key = scenario_id(what_if.service, mode)
+        chosen[key] = by_id[key] | {
             "forced": True,
             "selection_reason": "forced what-if (conditioned on this failure)",
         }
     ranked = sorted(candidates, key=lambda c: (-c["risk_score"], c["id"]))
+    rank = {c["id"]: i for i, c in enumerate(ranked, start=1)}
+    top_reason = lambda c: f"top risk (rank {rank[c['id']]} of {len(ranked)})"  # noqa: E731
     tail_slots = max(1, k // 4) if k >= 3 else 0
-    per_service: dict[str, int] = {}
-    for c in chosen.values():
-        per_service[c["trigger"]["service"]] = per_service.get(c["trigger"]["service"], 0) + 1
-    for rank, candidate in enumerate(ranked, start=1):
-        if len(chosen) >= max(k - tail_slots, len(forced)):
-            break
-        service = candidate["trigger"]["service"]
-        if candidate["id"] in chosen or per_service.get(service, 0) >= 2:
-            continue
-        per_service[service] = per_service.get(service, 0) + 1
-        chosen[candidate["id"]] = candidate | {
-            "forced": False,
-            "selection_reason": f"top risk (rank {rank} of {len(ranked)})",
-        }
+    _take(chosen, ranked, k - tail_slots, per_service=2, reason=top_reason)
     median_p = float(np.median([c["probability"] for c in candidates]))
     tail = sorted(
-        (c for c in candidates if c["probability"] < median_p and c["id"] not in chosen),
+        (c for c in candidates if c["probability"] <= median_p),
         key=lambda c: (-c["impact"]["impact_score"], c["id"]),
     )
-    tail_services: set[str] = set()
-    for candidate in tail:
-        if len(chosen) >= k:
-            break
+    _take(
+        chosen,
+        tail,
+        k,
+        per_service=1,
+        reason=lambda c: (
+            "tail: rare but severe (probability at or below the median, highest impact)"
+        ),
+    )
+    _take(chosen, ranked, k, per_service=None, reason=top_reason)
+    return sorted(chosen.values(), key=lambda c: (not c["forced"], -c["risk_score"], c["id"]))
+
+
+def _take(
+    chosen: dict[str, dict[str, Any]],
+    pool: list[dict[str, Any]],
+    limit: int,
+    per_service: int | None,
+    reason: Any,
+) -> None:
+    """Add candidates from `pool` in order until `chosen` holds `limit`, at most `per_service`
+    of this pool's picks per trigger service."""
+    taken: dict[str, int] = {}
+    for candidate in pool:
+        if len(chosen) >= limit:
+            return
         service = candidate["trigger"]["service"]
-        if service in tail_services:
+        if candidate["id"] in chosen or (per_service and taken.get(service, 0) >= per_service):
             continue
-        tail_services.add(service)
+        taken[service] = taken.get(service, 0) + 1
         chosen[candidate["id"]] = candidate | {
             "forced": False,
-            "selection_reason": "tail: rare but severe (probability below the median, "
-            "highest impact)",
+            "selection_reason": reason(candidate),
         }
-    return sorted(chosen.values(), key=lambda c: (not c["forced"], -c["risk_score"], c["id"]))
 
 
 def simulate(model_doc: ModelDoc, topology: Topology, config: RunConfig) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -194,6 +195,11 @@ def validate_topology(table: Table) -> tuple[Topology, dict[str, Any], list[str]
         outcomes, table, column_of={"missing_service": "service", "duplicate_service": "service"}
     )
     warnings: list[str] = []
+    if table.format == "notebook":
+        warnings.append(
+            f"{table.path}: notebook topology: 'dependencies' is read as the services each "
+            "service depends on (failure flows from them to it)"
+        )
     for outcome in outcomes:
         if outcome["level"] == "warn" and outcome["rows"]:
             column = outcome["reason"].removesuffix("_out_of_range")
@@ -274,8 +280,12 @@ def validate_incidents(
     quarantined = frame[ROW].isin(reasons)
     used = frame.loc[~quarantined].drop(columns=["severity_check"]).reset_index(drop=True)
     quarantine = _quarantine_rows(table, reasons)
-    by_reason = quarantine["reason"].str.split(";").explode().value_counts().sort_index()
-    report = _input_report(table, len(frame), len(used), by_reason.to_dict(), outcomes)
+    by_reason = Counter(reason for row in reasons.values() for reason in row)
+    report = _input_report(table, len(frame), len(used), dict(sorted(by_reason.items())), outcomes)
+    # Where the export's history begins, so that the model does not count the days before
+    # it as days without incidents.
+    earliest = frame["started_at"].min()
+    report["data_start"] = earliest.isoformat() if pd.notna(earliest) else None
     return used, quarantine, report, warnings
 
 

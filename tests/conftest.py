@@ -1,0 +1,66 @@
+"""Shared fixtures: the project's paths, tiny inputs written on the fly, and a CLI runner."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from whatif.cli import main
+
+PROJECT = Path(__file__).resolve().parents[1]
+SAMPLE_INCIDENTS = PROJECT / "include" / "data" / "incidents.csv"
+SAMPLE_TOPOLOGY = PROJECT / "include" / "data" / "topology.csv"
+NOTEBOOK_INCIDENTS = PROJECT / "tests" / "data" / "notebook_incidents.csv"
+NOTEBOOK_TOPOLOGY = PROJECT / "tests" / "data" / "notebook_topology.csv"
+SAMPLE_AS_OF = "2026-11-01T00:00:00Z"
+
+# A small shop: failure flows db -> api -> web (web calls api, api calls db and cache).
+TOPOLOGY_CSV = """\
+service,depends_on,tier,owner_team,user_facing,runbook_url,oncall,slo_target,traffic_weight
+web,api,frontend,web-team,true,https://runbooks.example.com/web,web-primary,0.999,1.0
+api,db;cache,core,api-team,false,https://runbooks.example.com/api,api-primary,0.999,
+db,,data,data-team,false,,data-primary,,
+cache,,data,data-team,false,,,,
+"""
+
+INCIDENTS_CSV = """\
+incident_id,service,started_at,resolved_at,severity,category,title,caused_by
+I1,db,2026-01-05T10:00:00Z,2026-01-05T11:00:00Z,SEV2,database,db down,
+I2,api,2026-01-05T10:05:00Z,2026-01-05T11:05:00Z,SEV2,dependency,api errors,I1
+I3,web,2026-01-05T10:07:00Z,2026-01-05T11:10:00Z,SEV1,dependency,web errors,I2
+I4,api,2026-02-10T09:00:00Z,2026-02-10T09:30:00Z,SEV3,deployment,bad deploy,
+I5,cache,2026-03-01T12:00:00Z,2026-03-01T12:20:00Z,SEV4,capacity,cache evictions,
+I6,db,2026-04-01T08:00:00Z,2026-04-01T08:45:00Z,SEV3,database,slow queries,
+I7,web,2026-05-01T08:00:00Z,2026-05-01T08:10:00Z,P3,config,bad flag,
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """(incidents, topology) for the small shop."""
+    return write(tmp_path, "incidents.csv", INCIDENTS_CSV), write(
+        tmp_path, "topology.csv", TOPOLOGY_CSV
+    )
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run the CLI in-process: (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:  # argparse errors
+            code = int(exit_.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -1,0 +1,331 @@
+"""The CLI end to end: artifacts and their contracts, determinism, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import (
+    NOTEBOOK_INCIDENTS,
+    NOTEBOOK_TOPOLOGY,
+    PROJECT,
+    SAMPLE_AS_OF,
+    SAMPLE_INCIDENTS,
+    SAMPLE_TOPOLOGY,
+    write,
+)
+from whatif.schemas import ModelDoc, ScenariosDoc
+
+ARTIFACTS = ("report.md", "report.html", "scenarios.json", "model.json", "validation.json")
+
+
+def sample_run(run_cli, out: Path, *extra: str) -> tuple[int, str, str]:
+    return run_cli(
+        "run",
+        "--incidents",
+        SAMPLE_INCIDENTS,
+        "--topology",
+        SAMPLE_TOPOLOGY,
+        "--out",
+        out,
+        "--as-of",
+        SAMPLE_AS_OF,
+        "--draws",
+        "500",
+        *extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def sample_out(tmp_path_factory) -> Path:
+    """One full run on the sample data, shared by the checks below."""
+    from whatif.cli import main
+
+    out = tmp_path_factory.mktemp("run")
+    code = main(
+        [
+            "run",
+            "--incidents",
+            str(SAMPLE_INCIDENTS),
+            "--topology",
+            str(SAMPLE_TOPOLOGY),
+            "--out",
+            str(out),
+            "--as-of",
+            SAMPLE_AS_OF,
+            "--draws",
+            "500",
+            "--what-if",
+            "payment-provider:dependency",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_run_writes_every_artifact(sample_out):
+    for name in ARTIFACTS:
+        assert (sample_out / name).stat().st_size > 0, name
+
+
+def test_scenarios_json_meets_the_contract(sample_out):
+    raw = json.loads((sample_out / "scenarios.json").read_text())
+    doc = ScenariosDoc.model_validate(raw)
+    assert raw["schema_version"] == 1 and raw["seed"] == 42 and raw["horizon_days"] == 7
+    topology = SAMPLE_TOPOLOGY.read_text().splitlines()
+    services = {line.split(",")[0] for line in topology[1:]}
+    assert doc.inputs["services"] == len(services)
+    assert len(doc.scenarios) == 8
+    for scenario in doc.scenarios:
+        assert scenario.title.startswith("What if")
+        assert 0 < scenario.probability < 1
+        assert set(scenario.affected_services) <= services
+        assert set(scenario.user_facing_affected) <= set(scenario.affected_services)
+        assert scenario.trigger.service in scenario.affected_services
+        assert scenario.expected_duration_minutes.p90 >= scenario.expected_duration_minutes.p50
+        assert scenario.risk_score == pytest.approx(
+            scenario.probability * scenario.impact.impact_score, rel=1e-4
+        )
+    forced = [s for s in doc.scenarios if s.forced]
+    assert [s.id for s in forced] == ["payment-provider--dependency"]
+
+
+def test_model_json_meets_the_contract(sample_out):
+    doc = ModelDoc.model_validate_json((sample_out / "model.json").read_text())
+    assert doc.window.days == pytest.approx(730)
+    for service in doc.services:
+        rate = service.root_rate_per_day
+        assert 0 < rate.p05 <= rate.mean <= rate.p95
+        assert service.root_incidents <= service.incidents
+    assert any(e.evidence.hits > 0 for e in doc.edges)
+    for edge in doc.edges:
+        assert edge.evidence.hits <= edge.evidence.exposures
+
+
+def test_validation_json_accounts_for_every_row(sample_out):
+    doc = json.loads((sample_out / "validation.json").read_text())
+    incidents = doc["inputs"]["incidents"]
+    rows = len(SAMPLE_INCIDENTS.read_text().strip().splitlines()) - 1
+    assert incidents["rows_read"] == rows
+    assert incidents["rows_used"] + incidents["rows_quarantined"] == rows
+    assert sum(incidents["quarantined_by_reason"].values()) == incidents["rows_quarantined"]
+
+
+def test_reports_show_the_scenarios_and_lead_with_the_risk_matrix(sample_out):
+    html = (sample_out / "report.html").read_text()
+    markdown = (sample_out / "report.md").read_text()
+    scenarios = json.loads((sample_out / "scenarios.json").read_text())["scenarios"]
+    assert html.index("<svg") < html.index(scenarios[0]["title"].replace("'", "&#39;"))
+    for scenario in scenarios:
+        assert scenario["title"] in markdown
+    assert "```mermaid" in markdown
+
+
+def test_same_seed_gives_byte_identical_scenarios_apart_from_generated_at(run_cli, tmp_path):
+    def scenarios(out: Path, seed: str) -> dict:
+        code, _, err = sample_run(run_cli, out, "--seed", seed)
+        assert code == 0, err
+        document = json.loads((out / "scenarios.json").read_text())
+        document.pop("generated_at")
+        return document
+
+    first, again, other = (
+        scenarios(tmp_path / "a", "7"),
+        scenarios(tmp_path / "b", "7"),
+        scenarios(tmp_path / "c", "8"),
+    )
+    assert json.dumps(first, sort_keys=True) == json.dumps(again, sort_keys=True)
+    assert first != other
+    assert (tmp_path / "a" / "model.json").read_bytes() == (
+        tmp_path / "b" / "model.json"
+    ).read_bytes()
+
+
+def test_event_window_sets_the_horizon(run_cli, tmp_path):
+    code, _, err = sample_run(
+        run_cli,
+        tmp_path,
+        "--event-name",
+        "Black Friday",
+        "--event-start",
+        "2026-11-27",
+        "--event-end",
+        "2026-11-30",
+        "--traffic-multiplier",
+        "3",
+    )
+    assert code == 0, err
+    doc = json.loads((tmp_path / "scenarios.json").read_text())
+    assert doc["horizon_days"] == 4
+    assert doc["event"] == {
+        "name": "Black Friday",
+        "start": "2026-11-27",
+        "end": "2026-11-30",
+        "traffic_multiplier": 3.0,
+    }
+    assert "Black Friday" in (tmp_path / "report.md").read_text()
+
+
+def test_notebook_format_runs_and_warns_once_about_the_cycle(run_cli, tmp_path, caplog):
+    code, _, err = run_cli(
+        "run",
+        "--incidents",
+        NOTEBOOK_INCIDENTS,
+        "--topology",
+        NOTEBOOK_TOPOLOGY,
+        "--out",
+        tmp_path,
+        "--as-of",
+        "2026-01-01",
+        "--draws",
+        "200",
+        "--scenarios",
+        "4",
+    )
+    assert code == 0, err
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("dependency cycle inventory <-> orders" in m for m in logged) == 1
+    assert sum("'dependencies' is read as" in m for m in logged) == 1
+    assert not any("_stage" in m for m in logged)  # messages name the user's file
+    doc = json.loads((tmp_path / "scenarios.json").read_text())
+    assert len(doc["scenarios"]) == 4
+
+
+def test_stages_chain_through_their_own_commands(run_cli, tmp_path):
+    common = [
+        "--incidents",
+        SAMPLE_INCIDENTS,
+        "--topology",
+        SAMPLE_TOPOLOGY,
+        "--as-of",
+        SAMPLE_AS_OF,
+    ]
+    code, out, _ = run_cli("validate", *common, "--out", tmp_path / "validation.json")
+    assert code == 0 and "incidents:" in out
+    assert json.loads((tmp_path / "validation.json").read_text())["schema_version"] == 1
+    code, _, err = run_cli("fit", *common, "--out", tmp_path / "model.json")
+    assert code == 0, err
+    code, _, err = run_cli(
+        "simulate",
+        "--model",
+        tmp_path / "model.json",
+        "--topology",
+        SAMPLE_TOPOLOGY,
+        "--out",
+        tmp_path / "scenarios.json",
+        "--draws",
+        "300",
+        "--scenarios",
+        "3",
+    )
+    assert code == 0, err
+    doc = ScenariosDoc.model_validate_json((tmp_path / "scenarios.json").read_text())
+    assert len(doc.scenarios) == 3 and doc.as_of.startswith("2026-11-01")
+
+
+def test_missing_file_is_one_line_and_exit_2(run_cli, tmp_path):
+    code, _, err = run_cli(
+        "run",
+        "--incidents",
+        tmp_path / "nope.csv",
+        "--topology",
+        SAMPLE_TOPOLOGY,
+        "--out",
+        tmp_path / "out",
+    )
+    assert code == 2
+    assert (
+        err.strip().splitlines()[-1]
+        == f"whatif: error: {tmp_path / 'nope.csv'}: file not found (check the path)"
+    )
+    assert "Traceback" not in err
+
+
+def test_hard_validation_failure_names_file_row_and_column(run_cli, tmp_path):
+    topology = write(tmp_path, "topology.csv", SAMPLE_TOPOLOGY.read_text() + "dns,,edge,edge\n")
+    code, _, err = run_cli("validate", "--incidents", SAMPLE_INCIDENTS, "--topology", topology)
+    assert code == 2
+    rows = len(SAMPLE_TOPOLOGY.read_text().strip().splitlines()) + 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"whatif: error: {topology}, row ")
+    assert "column service" in last and "each service may have one row only" in last
+    assert f"row {rows}" in last or "row 2" in last
+
+
+def test_bad_arguments_exit_2(run_cli, tmp_path):
+    code, _, err = run_cli(
+        "run",
+        "--incidents",
+        SAMPLE_INCIDENTS,
+        "--topology",
+        SAMPLE_TOPOLOGY,
+        "--out",
+        tmp_path,
+        "--what-if",
+        "dns:meteor",
+    )
+    assert code == 2 and "unknown failure mode 'meteor'" in err
+    code, _, err = run_cli(
+        "run",
+        "--incidents",
+        SAMPLE_INCIDENTS,
+        "--topology",
+        SAMPLE_TOPOLOGY,
+        "--out",
+        tmp_path,
+        "--event-name",
+        "Launch",
+    )
+    assert code == 2 and "--event-start, --event-end" in err
+    code, _, _ = run_cli("run", "--incidents", SAMPLE_INCIDENTS)
+    assert code == 2
+
+
+def test_internal_error_is_exit_1_without_traceback(run_cli, tmp_path, monkeypatch):
+    from whatif import pipeline
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pipeline, "run_all", broken)
+    code, _, err = sample_run(run_cli, tmp_path)
+    assert code == 1
+    assert "internal error: RuntimeError: boom" in err and "Traceback" not in err
+
+
+def test_python_m_whatif_and_the_console_script(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT / "plugins")}
+    result = subprocess.run(
+        [sys.executable, "-m", "whatif", "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.startswith("whatif ")
+    script = Path(sys.executable).parent / "whatif"
+    if script.exists():  # installed by `make` (pip install -e .)
+        result = subprocess.run(
+            [
+                str(script),
+                "validate",
+                "--incidents",
+                str(tmp_path / "x.csv"),
+                "--topology",
+                str(SAMPLE_TOPOLOGY),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 2 and "file not found" in result.stderr
+
+
+def test_engine_imports_without_airflow():
+    code = "import sys, whatif, whatif.cli, whatif.pipeline; assert 'airflow' not in sys.modules"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT / "plugins")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

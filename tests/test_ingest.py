@@ -1,0 +1,127 @@
+"""Extract: both formats onto the data contract, vocabularies, timestamps, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import NOTEBOOK_INCIDENTS, NOTEBOOK_TOPOLOGY, write
+from whatif import ingest
+from whatif.errors import UserError
+
+
+def test_contract_incidents_are_typed_and_keep_their_file_rows(small_inputs):
+    incidents, _ = small_inputs
+    table = ingest.load_incidents(incidents)
+    frame = table.frame
+    assert table.format == "contract"
+    assert list(frame["_row"]) == list(range(2, 9))  # header is row 1
+    assert str(frame["started_at"].dtype) == "datetime64[ns, UTC]"
+    assert frame.loc[frame["incident_id"] == "I7", "severity"].item() == "SEV3"  # P3
+    assert frame.loc[frame["incident_id"] == "I2", "caused_by"].item() == "I1"
+    assert frame["caused_by"].isna().sum() == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-03-01T12:00:00Z", "2026-03-01T12:00:00+00:00"),
+        ("2026-03-01T12:00:00", "2026-03-01T12:00:00+00:00"),  # naive means UTC
+        ("2026-03-01T14:00:00+02:00", "2026-03-01T12:00:00+00:00"),
+        ("2026-03-01", "2026-03-01T00:00:00+00:00"),
+    ],
+)
+def test_timestamps_become_utc(text, expected):
+    parsed = ingest.parse_timestamps(pd.Series([text]))
+    assert parsed.iloc[0].isoformat() == expected
+
+
+def test_unparseable_timestamps_become_missing_for_validation_to_report():
+    parsed = ingest.parse_timestamps(pd.Series(["yesterday", "", "2026-13-40T00:00:00Z"]))
+    assert parsed.isna().all()
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("SEV0", "SEV1"),
+        ("sev1", "SEV1"),
+        ("P1", "SEV1"),
+        ("critical", "SEV1"),
+        ("major outage", "SEV1"),
+        ("Major", "SEV2"),
+        ("partial outage", "SEV2"),
+        ("P2", "SEV2"),
+        ("degraded performance", "SEV3"),
+        ("minor", "SEV3"),
+        ("sev-3", "SEV3"),
+        ("P4", "SEV4"),
+        ("P5", "SEV4"),
+        ("low", "SEV4"),
+        ("", None),
+        ("banana", None),
+    ],
+)
+def test_severity_vocabularies_map_onto_one_scale(word, expected):
+    assert ingest.normalise_severity(word) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Database", "database"),
+        ("Third party", "dependency"),
+        ("Config change", "config"),
+        ("Deployment", "deployment"),
+        ("Capacity", "capacity"),
+        ("Network", "network"),
+        ("cosmic rays", "other"),
+        ("", "other"),
+    ],
+)
+def test_failure_modes_map_onto_the_vocabulary(text, expected):
+    assert ingest.normalise_failure_mode(text) == expected
+
+
+def test_notebook_incidents_are_one_incident_per_row_with_no_end_time():
+    table = ingest.load_incidents(NOTEBOOK_INCIDENTS)
+    frame = table.frame
+    assert table.format == "notebook"
+    assert frame["incident_id"].is_unique
+    assert frame["resolved_at"].isna().all()
+    assert frame["started_at"].notna().all()
+    assert set(frame["severity"].dropna()) <= {"SEV1", "SEV2", "SEV3", "SEV4"}
+    first = frame.iloc[0]
+    assert (first["service"], first["category"], first["severity"]) == (
+        "api-gateway",
+        "deployment",
+        "SEV2",
+    )
+
+
+def test_notebook_topology_reads_dependencies_as_depends_on():
+    frame = ingest.load_topology(NOTEBOOK_TOPOLOGY).frame.set_index("service")
+    assert frame.at["web-frontend", "depends_on"] == ["api-gateway"]
+    assert frame.at["inventory", "depends_on"] == ["orders", "postgres"]
+    assert frame.at["postgres", "depends_on"] == []
+
+
+def test_missing_required_column_names_file_row_and_column(tmp_path: Path):
+    path = write(tmp_path, "incidents.csv", "incident_id,service,started_at\nI1,db,2026-01-01\n")
+    with pytest.raises(UserError) as caught:
+        ingest.load_incidents(path)
+    message = str(caught.value)
+    assert str(path) in message and "row 1" in message and "column resolved_at" in message
+
+
+def test_missing_and_empty_files_are_user_errors(tmp_path: Path):
+    with pytest.raises(UserError, match="file not found"):
+        ingest.load_incidents(tmp_path / "nope.csv")
+    with pytest.raises(UserError, match="empty"):
+        ingest.load_topology(write(tmp_path, "empty.csv", ""))
+
+
+def test_dependencies_are_split_trimmed_and_deduplicated():
+    assert ingest.split_dependencies(" a; b ;;a ") == ["a", "b"]
+    assert ingest.split_dependencies("") == []

@@ -1,0 +1,217 @@
+"""Simulate: exact trigger probabilities, cascades that follow the graph, honest selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_model import topology_frame
+from whatif import simulate
+from whatif.config import EventWindow, RunConfig, WhatIf
+from whatif.errors import UserError
+from whatif.schemas import FAILURE_MODES, SEVERITIES, ModelDoc
+from whatif.topology import Topology
+
+
+def model_doc(
+    services: list[str],
+    edges: dict[tuple[str, str], tuple[float, float]],
+    rates: dict[str, tuple[float, float]] | None = None,
+) -> ModelDoc:
+    """A hand-made model: edges map (dependency, dependent) to a Beta(alpha, beta) posterior."""
+    rates = rates or {}
+    interval = {"mean": 0.01, "p05": 0.0, "p95": 0.02}
+    modes = {m: (0.55 if m == "database" else 0.05) for m in FAILURE_MODES}
+    return ModelDoc.model_validate(
+        {
+            "window": {
+                "start": "2025-01-01T00:00:00+00:00",
+                "end": "2026-01-01T00:00:00+00:00",
+                "days": 365,
+            },
+            "inputs": {"incidents": 10, "incident_rows": 10, "services": len(services)},
+            "priors": {},
+            "services": [
+                {
+                    "service": s,
+                    "incidents": 1,
+                    "root_incidents": 1,
+                    "incident_rate_per_day": interval,
+                    "root_rate_per_day": interval,
+                    "root_rate_posterior": dict(
+                        zip(("shape", "rate"), rates.get(s, (2.0, 200.0)), strict=True)
+                    ),
+                    "mttr_minutes": {"p50": 60, "p90": 120},
+                    "mttr_source": "data",
+                    "duration_minutes_lognormal": {"mu": float(np.log(60)), "sigma": 0.5},
+                    "severity_probabilities": {k: 0.25 for k in SEVERITIES},
+                    "failure_modes": modes,
+                }
+                for s in services
+            ],
+            "edges": [
+                {
+                    "service": dependent,
+                    "depends_on": dependency,
+                    "propagation_probability": {"mean": a / (a + b), "p05": 0.0, "p95": 1.0},
+                    "posterior": {"alpha": a, "beta": b},
+                    "evidence": {"exposures": 0, "hits": 0},
+                }
+                for (dependency, dependent), (a, b) in edges.items()
+            ],
+        }
+    )
+
+
+CHAIN = ["web", "api", "db", "cache"]
+CHAIN_DEPENDS = {"web": ["api"], "api": ["db", "cache"]}
+
+
+def chain_topology() -> Topology:
+    return Topology.from_frame(topology_frame(CHAIN, CHAIN_DEPENDS))
+
+
+def stats_for(doc: ModelDoc, topology: Topology, trigger: str, draws: int = 4000):
+    stats = simulate.simulate_cascades(doc, topology, draws, np.random.default_rng(0))
+    return stats[topology.index[trigger]]
+
+
+def test_trigger_probability_is_the_gamma_poisson_predictive():
+    rng = np.random.default_rng(1)
+    shape, rate, exposure = 2.0, 150.0, 7.0 * 0.4
+    lam = rng.gamma(shape, 1 / rate, size=400_000)
+    monte_carlo = np.mean(rng.poisson(lam * exposure) > 0)
+    exact = simulate.trigger_probability(np.array(shape), np.array(rate), np.array(exposure))
+    assert float(exact) == pytest.approx(monte_carlo, abs=0.002)
+
+
+def test_certain_edges_take_down_every_dependent_and_nothing_upstream():
+    doc = model_doc(
+        CHAIN,
+        {("api", "web"): (1e6, 1e-3), ("db", "api"): (1e6, 1e-3), ("cache", "api"): (1e6, 1e-3)},
+    )
+    topology = chain_topology()
+    stats = stats_for(doc, topology, "db")
+    affected = dict(zip(topology.services, stats.affected_probability, strict=True))
+    assert affected == {"web": 1.0, "api": 1.0, "db": 1.0, "cache": 0.0}
+    assert set(stats.blast_radius) == {3}
+
+
+def test_impossible_edges_keep_the_failure_contained():
+    doc = model_doc(
+        CHAIN,
+        {("api", "web"): (1e-3, 1e6), ("db", "api"): (1e-3, 1e6), ("cache", "api"): (1e-3, 1e6)},
+    )
+    stats = stats_for(doc, chain_topology(), "db")
+    assert set(stats.blast_radius) == {1}
+
+
+def test_cascade_frequencies_follow_the_edge_posteriors():
+    # db->api has mean 0.5, api->web mean 0.2: web falls in 0.5 * 0.2 of draws.
+    doc = model_doc(
+        CHAIN,
+        {("api", "web"): (20.0, 80.0), ("db", "api"): (50.0, 50.0), ("cache", "api"): (1.0, 1.0)},
+    )
+    topology = chain_topology()
+    stats = stats_for(doc, topology, "db", draws=20000)
+    affected = dict(zip(topology.services, stats.affected_probability, strict=True))
+    assert affected["api"] == pytest.approx(0.5, abs=0.02)
+    assert affected["web"] == pytest.approx(0.1, abs=0.01)
+
+
+def test_cycles_terminate_and_count_each_service_once():
+    topology = Topology.from_frame(topology_frame(["a", "b"], {"a": ["b"], "b": ["a"]}))
+    doc = model_doc(["a", "b"], {("b", "a"): (1e6, 1e-3), ("a", "b"): (1e6, 1e-3)})
+    stats = stats_for(doc, topology, "a", draws=500)
+    assert set(stats.blast_radius) == {2}
+
+
+def test_durations_and_severities_are_drawn_for_the_affected_services():
+    doc = model_doc(
+        CHAIN, {("api", "web"): (1.0, 1.0), ("db", "api"): (1.0, 1.0), ("cache", "api"): (1.0, 1.0)}
+    )
+    stats = stats_for(doc, chain_topology(), "db", draws=5000)
+    assert np.median(stats.duration_minutes) >= 60 * 0.9  # at least the trigger's own outage
+    assert set(np.unique(stats.severity_index)) <= set(range(len(SEVERITIES)))
+    assert (stats.impact > 0).all()
+
+
+def test_same_seed_same_scenarios_other_seed_other_draws():
+    doc = model_doc(
+        CHAIN, {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
+    )
+    topology = chain_topology()
+    first = simulate.simulate(doc, topology, RunConfig(seed=5, draws=500))
+    again = simulate.simulate(doc, topology, RunConfig(seed=5, draws=500))
+    other = simulate.simulate(doc, topology, RunConfig(seed=6, draws=500))
+    assert first == again
+    assert first != other
+
+
+def test_forced_what_if_is_always_reported_and_says_why():
+    doc = model_doc(
+        CHAIN,
+        {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)},
+        rates={"cache": (0.1, 1e5)},
+    )
+    config = RunConfig(scenarios=2, draws=200, what_if=(WhatIf("CACHE", "hardware"),))
+    chosen = simulate.simulate(doc, chain_topology(), config)
+    assert chosen[0]["id"] == "cache--hardware"
+    assert chosen[0]["forced"] is True and "forced" in chosen[0]["selection_reason"]
+    assert len(chosen) == 2
+
+
+def test_forced_what_if_without_mode_takes_the_most_likely_mode():
+    doc = model_doc(
+        CHAIN, {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
+    )
+    config = RunConfig(scenarios=1, draws=200, what_if=(WhatIf("db"),))
+    chosen = simulate.simulate(doc, chain_topology(), config)
+    assert [c["id"] for c in chosen] == ["db--database"]
+
+
+def test_unknown_what_if_service_suggests_close_names():
+    doc = model_doc(
+        CHAIN, {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
+    )
+    with pytest.raises(UserError, match=r"no such service.*did you mean cache"):
+        simulate.simulate(doc, chain_topology(), RunConfig(what_if=(WhatIf("cach"),)))
+
+
+def test_event_traffic_raises_only_load_sensitive_modes():
+    doc = model_doc(
+        CHAIN, {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
+    )
+    topology = chain_topology()
+    plain = RunConfig(draws=200, horizon_days=7)
+    event = EventWindow(
+        "Black Friday",
+        *[__import__("datetime").date(2026, 11, d) for d in (24, 30)],
+        traffic_multiplier=3.0,
+    )
+    busy = RunConfig(draws=200, event=event)
+    assert busy.effective_horizon_days == 7
+    before = {c["id"]: c["probability"] for c in simulate.candidate_scenarios(doc, topology, plain)}
+    after = {c["id"]: c["probability"] for c in simulate.candidate_scenarios(doc, topology, busy)}
+    assert after["db--capacity"] > before["db--capacity"]
+    assert after["db--database"] > before["db--database"]
+    assert after["db--deployment"] == before["db--deployment"]
+
+
+def test_selection_is_diverse_and_ranked():
+    services = [f"s{i}" for i in range(12)]
+    depends = {f"s{i}": [f"s{i + 1}"] for i in range(11)}
+    topology = Topology.from_frame(topology_frame(services, depends))
+    doc = model_doc(
+        services,
+        {(f"s{i + 1}", f"s{i}"): (2.0, 3.0) for i in range(11)},
+        rates={"s11": (20.0, 200.0)},
+    )
+    chosen = simulate.simulate(doc, topology, RunConfig(scenarios=8, draws=300))
+    assert len(chosen) == 8
+    assert len({c["id"] for c in chosen}) == 8
+    top = [c for c in chosen if c["selection_reason"].startswith("top risk")]
+    per_service = [c["trigger"]["service"] for c in top]
+    assert max(per_service.count(s) for s in set(per_service)) <= 2
+    assert any(c["selection_reason"].startswith("tail") for c in chosen)
+    risks = [c["risk_score"] for c in chosen]
+    assert risks == sorted(risks, reverse=True)

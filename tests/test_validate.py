@@ -1,0 +1,122 @@
+"""Validate: GX suites; hard errors stop with file/row/column, soft ones quarantine rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import INCIDENTS_CSV, NOTEBOOK_INCIDENTS, NOTEBOOK_TOPOLOGY, TOPOLOGY_CSV, write
+from whatif import ingest, validate
+from whatif.errors import UserError
+
+AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
+
+MESSY_ROWS = """\
+I8,ghost,2026-01-05T10:00:00Z,2026-01-05T11:00:00Z,SEV2,database,unknown service,
+I9,db,not-a-date,2026-01-05T11:00:00Z,SEV2,database,bad start,
+I10,db,2026-01-05T12:00:00Z,2026-01-05T11:00:00Z,SEV2,database,ends before it starts,
+I6,db,2026-04-01T08:00:00Z,2026-04-01T09:45:00Z,SEV3,database,corrected copy of I6,
+,db,2026-04-02T08:00:00Z,2026-04-02T09:00:00Z,SEV3,database,no id,
+I11,db,2020-01-01T08:00:00Z,2020-01-01T09:00:00Z,SEV3,database,too old,
+I12,api,2026-04-03T08:00:00Z,2026-04-03T09:00:00Z,whatever,other,odd severity,I404
+"""
+
+
+def _validate(folder: Path, incidents_text: str, topology_text: str = TOPOLOGY_CSV):
+    incidents = ingest.load_incidents(write(folder, "incidents.csv", incidents_text))
+    topology = ingest.load_topology(write(folder, "topology.csv", topology_text))
+    return validate.validate(incidents, topology, AS_OF, 730)
+
+
+def test_clean_input_is_used_whole(tmp_path):
+    result = _validate(tmp_path, INCIDENTS_CSV)
+    report = result.report["inputs"]["incidents"]
+    assert (report["rows_read"], report["rows_used"], report["rows_quarantined"]) == (7, 7, 0)
+    assert result.quarantine.empty
+    assert all(e["success"] for e in report["expectations"])
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_none_are_lost(tmp_path):
+    result = _validate(tmp_path, INCIDENTS_CSV + MESSY_ROWS)
+    reasons = dict(zip(result.quarantine["row"], result.quarantine["reason"], strict=True))
+    assert reasons == {
+        7: "duplicate",  # I6 appears again at row 12: the latest record wins
+        9: "unknown_service",
+        10: "bad_started_at",
+        11: "resolved_before_started",
+        13: "missing_incident_id",
+        14: "outside_window",
+    }
+    report = result.report["inputs"]["incidents"]
+    assert report["rows_read"] == report["rows_used"] + report["rows_quarantined"] == 14
+    assert report["quarantined_by_reason"]["duplicate"] == 1
+    assert result.incidents.set_index("incident_id").at["I6", "title"] == "corrected copy of I6"
+    # A row with an odd severity or an unknown cause is used, with a warning.
+    kept = result.incidents.set_index("incident_id").loc["I12"]
+    assert kept["severity"] is None or kept["severity"] != kept["severity"]
+    assert kept["caused_by"] is None or kept["caused_by"] != kept["caused_by"]
+    warnings = " ".join(result.report["warnings"])
+    assert "severity is not a known word" in warnings and "caused_by names no incident" in warnings
+
+
+def test_quarantine_keeps_the_raw_row_and_where_it_came_from(tmp_path):
+    result = _validate(tmp_path, INCIDENTS_CSV + MESSY_ROWS)
+    row = result.quarantine.set_index("row").loc[10]
+    assert row["started_at"] == "not-a-date"
+    assert row["file"].endswith("incidents.csv")
+
+
+def test_expectations_are_reported_with_level_and_counts(tmp_path):
+    result = _validate(tmp_path, INCIDENTS_CSV + MESSY_ROWS)
+    by_reason = {e["reason"]: e for e in result.report["inputs"]["incidents"]["expectations"]}
+    assert by_reason["unknown_service"]["level"] == "soft"
+    assert by_reason["unknown_service"]["unexpected_count"] == 1
+    assert by_reason["unknown_service"]["sample_rows"] == [9]
+    assert by_reason["unknown_severity"]["level"] == "warn"
+    assert by_reason["missing_service"]["success"] is True
+
+
+def test_duplicate_topology_service_is_a_hard_error_naming_the_row(tmp_path):
+    topology = TOPOLOGY_CSV + "db,,data,data-team,false,,,,\n"
+    with pytest.raises(UserError) as caught:
+        _validate(tmp_path, INCIDENTS_CSV, topology)
+    message = str(caught.value)
+    assert "topology.csv" in message and "row 4" in message and "column service" in message
+
+
+def test_no_usable_incident_is_a_user_error(tmp_path):
+    text = "incident_id,service,started_at,resolved_at\nI1,ghost,2026-01-01,2026-01-01\n"
+    with pytest.raises(UserError, match=r"no usable incident rows.*unknown_service: 1"):
+        _validate(tmp_path, text)
+
+
+def test_service_names_match_the_topology_ignoring_case_and_spaces(tmp_path):
+    text = "incident_id,service,started_at,resolved_at\nI1, DB ,2026-01-01,2026-01-01T01:00:00\n"
+    result = _validate(tmp_path, text)
+    assert list(result.incidents["service"]) == ["db"]
+
+
+def test_topology_values_out_of_range_are_ignored_with_a_warning(tmp_path):
+    topology = TOPOLOGY_CSV.replace("web-primary,0.999,1.0", "web-primary,150,7")
+    result = _validate(tmp_path, INCIDENTS_CSV, topology)
+    assert result.topology.attribute("web", "slo_target") is None
+    assert result.topology.attribute("web", "traffic_weight") is None
+    assert any("slo_target" in w for w in result.report["warnings"])
+
+
+def test_notebook_cycle_is_warned_once_and_does_not_stop_the_run():
+    incidents = ingest.load_incidents(NOTEBOOK_INCIDENTS)
+    topology = ingest.load_topology(NOTEBOOK_TOPOLOGY)
+    result = validate.validate(incidents, topology, datetime(2026, 1, 1, tzinfo=UTC), 730)
+    cycles = [w for w in result.report["warnings"] if "cycle" in w]
+    assert len(cycles) == 1 and "inventory <-> orders" in cycles[0]
+    assert result.report["inputs"]["incidents"]["rows_used"] == 40
+
+
+def test_depends_on_naming_an_undeclared_service_adds_it_with_a_warning(tmp_path):
+    topology = TOPOLOGY_CSV.replace("web,api,", "web,api;search,")
+    result = _validate(tmp_path, INCIDENTS_CSV, topology)
+    assert "search" in result.topology.services
+    assert result.topology.dependents_of("search") == ["web"]
+    assert any("no row of their own" in w for w in result.report["warnings"])
