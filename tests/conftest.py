@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from whatif.cli import main
+
+# Tests never touch the project's own Airflow home: anything that imports Airflow here
+# (publishing through ObjectStoragePath, DAG parsing) gets a throw-away one.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="whatif-test-airflow-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 PROJECT = Path(__file__).resolve().parents[1]
 SAMPLE_INCIDENTS = PROJECT / "include" / "data" / "incidents.csv"

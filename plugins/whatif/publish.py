@@ -28,7 +28,7 @@ def storage_path(url: str) -> Any:
 
 def safe_run_id(run_id: str) -> str:
     """A run id usable as one path segment on every object store."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_") or "run"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._") or "run"
 
 
 def publish(

@@ -1,0 +1,182 @@
+"""The DAG: parses cleanly and fast, is configured for unattended weekly runs, and runs end to
+end with `dag.test()` in a throw-away AIRFLOW_HOME, publishing the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT
+
+pytestmark = pytest.mark.airflow
+
+DAGS = PROJECT / "dags"
+
+
+def airflow_env(home: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "PYTHONPATH": str(PROJECT / "plugins"),
+        "GX_ANALYTICS_ENABLED": "False",
+        **extra,
+    }
+
+
+def run_python(code: str, env: dict[str, str], timeout: int = 300) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory) -> Path:
+    """A fresh SQLite metadata database, as `make run` sets up."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    airflow = Path(sys.executable).parent / "airflow"
+    result = subprocess.run(
+        [str(airflow), "db", "migrate"],
+        env=airflow_env(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return home
+
+
+def test_dag_imports_without_errors_and_is_set_up_for_weekly_runs(tmp_path):
+    out = run_python(
+        """
+        import json, time
+        from airflow.dag_processing.dagbag import DagBag
+        started = time.perf_counter()
+        bag = DagBag(dag_folder=%r)
+        dag = bag.dags["what_if_scenarios"]
+        print(json.dumps({
+            "errors": {k: str(v) for k, v in bag.import_errors.items()},
+            "seconds": time.perf_counter() - started,
+            "schedule": str(dag.schedule),
+            "catchup": dag.catchup,
+            "tags": sorted(dag.tags),
+            "tasks": [t.task_id for t in dag.topological_sort()],
+            "owners": sorted({t.owner for t in dag.tasks}),
+            "retries": sorted({t.retries for t in dag.tasks}),
+            "params": sorted(dag.params.keys()),
+        }))
+    """
+        % str(DAGS),
+        airflow_env(tmp_path),
+    )
+    info = json.loads(out.strip().splitlines()[-1])
+    assert info["errors"] == {}
+    assert info["schedule"] == "0 6 * * 1"
+    assert info["catchup"] is False
+    assert {"reliability", "what-if"} <= set(info["tags"])
+    assert info["tasks"] == [
+        "extract",
+        "validate",
+        "fit",
+        "simulate",
+        "narrate",
+        "report",
+        "publish",
+    ]
+    assert info["owners"] == ["sre-platform"] and info["retries"] == [2]
+    assert {
+        "seed",
+        "scenarios",
+        "horizon_days",
+        "what_if",
+        "event_name",
+        "narrator",
+        "publish_targets",
+    } <= set(info["params"])
+
+
+def test_dag_file_does_not_import_the_engine_or_heavy_libraries_at_parse_time(tmp_path):
+    out = run_python(
+        """
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("wis", %r)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        heavy = [m for m in ("whatif", "great_expectations", "pandas", "scipy", "matplotlib")
+                 if m in sys.modules]
+        print(",".join(heavy) or "none")
+    """
+        % str(DAGS / "what_if_scenarios.py"),
+        airflow_env(tmp_path),
+    )
+    assert out.strip().splitlines()[-1] == "none"
+
+
+def test_dag_test_runs_every_stage_and_publishes_the_report(airflow_home, tmp_path):
+    reports = tmp_path / "reports"
+    conf = {"draws": 300, "scenarios": 5, "what_if": ["dns"], "publish_targets": [reports.as_uri()]}
+    env = airflow_env(airflow_home, WHATIF_WORK_DIR=str(tmp_path / "work"))
+    out = run_python(
+        """
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        dag = DagBag(dag_folder=%r).dags["what_if_scenarios"]
+        run = dag.test(run_conf=json.loads(%r))
+        print("STATE", run.state)
+    """
+        % (str(DAGS), json.dumps(conf)),
+        env,
+        timeout=600,
+    )
+    assert "STATE success" in out
+    latest = reports / "latest"
+    for name in ("report.html", "report.md", "scenarios.json", "model.json", "validation.json"):
+        assert (latest / name).stat().st_size > 0, name
+    runs = [p for p in reports.glob("*/*") if p.parent.name != "latest"]
+    assert (
+        len(runs) == 1
+        and (runs[0] / "scenarios.json").read_bytes() == (latest / "scenarios.json").read_bytes()
+    )
+    doc = json.loads((latest / "scenarios.json").read_text())
+    assert len(doc["scenarios"]) == 5 and doc["draws"] == 300
+    assert any(s["forced"] and s["trigger"]["service"] == "dns" for s in doc["scenarios"])
+    assert all(s["title"].startswith("What if") for s in doc["scenarios"])
+
+
+def test_a_user_error_fails_the_run_without_retries(airflow_home, tmp_path):
+    conf = {
+        "incidents": str(tmp_path / "missing.csv"),
+        "publish_targets": [(tmp_path / "reports").as_uri()],
+    }
+    env = airflow_env(airflow_home, WHATIF_WORK_DIR=str(tmp_path / "work"))
+    out = run_python(
+        """
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        dag = DagBag(dag_folder=%r).dags["what_if_scenarios"]
+        run = dag.test(run_conf=json.loads(%r))
+        extract = run.get_task_instance("extract")
+        print("STATE", run.state, extract.state, extract.try_number)
+    """
+        % (str(DAGS), json.dumps(conf)),
+        env,
+        timeout=600,
+    )
+    assert "STATE failed failed 1" in out
+    assert not (tmp_path / "reports").exists()
