@@ -32,9 +32,10 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def run_python(code: str, env: dict[str, str], timeout: int = 300) -> str:
+def run_python(code: str, env: dict[str, str], *args: str, timeout: int = 300) -> str:
+    """Run `code` in a fresh interpreter (Airflow reads its config once per process)."""
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", textwrap.dedent(code), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -65,10 +66,10 @@ def airflow_home(tmp_path_factory) -> Path:
 def test_dag_imports_without_errors_and_is_set_up_for_weekly_runs(tmp_path):
     out = run_python(
         """
-        import json, time
+        import json, sys, time
         from airflow.dag_processing.dagbag import DagBag
         started = time.perf_counter()
-        bag = DagBag(dag_folder=%r)
+        bag = DagBag(dag_folder=sys.argv[1])
         dag = bag.dags["what_if_scenarios"]
         print(json.dumps({
             "errors": {k: str(v) for k, v in bag.import_errors.items()},
@@ -81,9 +82,9 @@ def test_dag_imports_without_errors_and_is_set_up_for_weekly_runs(tmp_path):
             "retries": sorted({t.retries for t in dag.tasks}),
             "params": sorted(dag.params.keys()),
         }))
-    """
-        % str(DAGS),
+    """,
         airflow_env(tmp_path),
+        str(DAGS),
     )
     info = json.loads(out.strip().splitlines()[-1])
     assert info["errors"] == {}
@@ -115,15 +116,15 @@ def test_dag_file_does_not_import_the_engine_or_heavy_libraries_at_parse_time(tm
     out = run_python(
         """
         import importlib.util, sys
-        spec = importlib.util.spec_from_file_location("wis", %r)
+        spec = importlib.util.spec_from_file_location("wis", sys.argv[1])
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         heavy = [m for m in ("whatif", "great_expectations", "pandas", "scipy", "matplotlib")
                  if m in sys.modules]
         print(",".join(heavy) or "none")
-    """
-        % str(DAGS / "what_if_scenarios.py"),
+    """,
         airflow_env(tmp_path),
+        str(DAGS / "what_if_scenarios.py"),
     )
     assert out.strip().splitlines()[-1] == "none"
 
@@ -134,14 +135,15 @@ def test_dag_test_runs_every_stage_and_publishes_the_report(airflow_home, tmp_pa
     env = airflow_env(airflow_home, WHATIF_WORK_DIR=str(tmp_path / "work"))
     out = run_python(
         """
-        import json
+        import json, sys
         from airflow.dag_processing.dagbag import DagBag
-        dag = DagBag(dag_folder=%r).dags["what_if_scenarios"]
-        run = dag.test(run_conf=json.loads(%r))
+        dag = DagBag(dag_folder=sys.argv[1]).dags["what_if_scenarios"]
+        run = dag.test(run_conf=json.loads(sys.argv[2]))
         print("STATE", run.state)
-    """
-        % (str(DAGS), json.dumps(conf)),
+    """,
         env,
+        str(DAGS),
+        json.dumps(conf),
         timeout=600,
     )
     assert "STATE success" in out
@@ -167,15 +169,16 @@ def test_a_user_error_fails_the_run_without_retries(airflow_home, tmp_path):
     env = airflow_env(airflow_home, WHATIF_WORK_DIR=str(tmp_path / "work"))
     out = run_python(
         """
-        import json
+        import json, sys
         from airflow.dag_processing.dagbag import DagBag
-        dag = DagBag(dag_folder=%r).dags["what_if_scenarios"]
-        run = dag.test(run_conf=json.loads(%r))
+        dag = DagBag(dag_folder=sys.argv[1]).dags["what_if_scenarios"]
+        run = dag.test(run_conf=json.loads(sys.argv[2]))
         extract = run.get_task_instance("extract")
         print("STATE", run.state, extract.state, extract.try_number)
-    """
-        % (str(DAGS), json.dumps(conf)),
+    """,
         env,
+        str(DAGS),
+        json.dumps(conf),
         timeout=600,
     )
     assert "STATE failed failed 1" in out

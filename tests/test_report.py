@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from conftest import INCIDENTS_CSV, TOPOLOGY_CSV, write
-
 from whatif import pipeline, report
 from whatif.config import RunConfig
 
