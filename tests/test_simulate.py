@@ -215,3 +215,18 @@ def test_selection_is_diverse_and_ranked():
     assert any(c["selection_reason"].startswith("tail") for c in chosen)
     risks = [c["risk_score"] for c in chosen]
     assert risks == sorted(risks, reverse=True)
+
+
+def test_progress_is_reported_up_to_every_trigger_service():
+    doc = model_doc(
+        CHAIN, {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
+    )
+    seen: list[tuple[int, int]] = []
+    simulate.simulate(
+        doc,
+        chain_topology(),
+        RunConfig(draws=200),
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen and seen[-1] == (4, 4)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)

@@ -82,7 +82,8 @@ def test_duplicate_topology_service_is_a_hard_error_naming_the_row(tmp_path):
     with pytest.raises(UserError) as caught:
         _validate(tmp_path, INCIDENTS_CSV, topology)
     message = str(caught.value)
-    assert "topology.csv" in message and "row 4" in message and "column service" in message
+    assert "topology.csv, row 6, column service" in message  # the repeating row
+    assert "'db' (rows 4, 6)" in message
 
 
 def test_no_usable_incident_is_a_user_error(tmp_path):

@@ -6,12 +6,13 @@ Exit codes: 0 success, 2 user error (one line naming file, row and column), 1 in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -189,7 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_narrator(config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipeline.run_all(args.incidents, args.topology, out, config)
+    with terminal_progress("simulating cascades") as progress:
+        pipeline.run_all(args.incidents, args.topology, out, config, progress)
     print(
         f"wrote {out / 'report.html'}, report.md, scenarios.json, model.json and "
         f"validation.json to {out}"
@@ -247,6 +249,32 @@ def cmd_publish(args: argparse.Namespace) -> int:
     where = pipeline.run_publish(source, args.to, datetime.now(UTC).date(), run_id)
     print(f"published to {where['run']} and {where['latest']}")
     return 0
+
+
+@contextlib.contextmanager
+def terminal_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal, drawn only while the step runs; nothing otherwise (each
+    stage still logs one line)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bars: list[tqdm] = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc=label, total=total, unit="service", file=sys.stderr, leave=False))
+        bars[0].n = done
+        bars[0].refresh()
+        if done >= total:
+            bars.pop().close()
+
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def configure_logging(verbose: bool) -> None:

@@ -151,11 +151,13 @@ def load_model(path: Path) -> ModelDoc:
         ) from None
 
 
-def run_simulation(workdir: Path, config: RunConfig) -> Path:
+def run_simulation(
+    workdir: Path, config: RunConfig, progress: simulate.Progress | None = None
+) -> Path:
     """Simulate and select the scenarios; write their facts (no prose yet)."""
     _, topology = load_clean(workdir)
     model_doc = load_model(Path(workdir) / "model.json")
-    facts = simulate.simulate(model_doc, topology, config)
+    facts = simulate.simulate(model_doc, topology, config, progress)
     return report.write_json(_stage(workdir) / "scenario_facts.json", {"scenarios": facts})
 
 
@@ -222,15 +224,22 @@ def run_publish(workdir: Path, target: str, run_date: date, run_id: str) -> dict
     return publish.publish(workdir, files, target, run_date, run_id)
 
 
-def run_all(incidents: str, topology: str, out_dir: Path, config: RunConfig) -> dict[str, Any]:
-    """Every stage in order into out_dir (what `whatif run` does, without publishing)."""
+def run_all(
+    incidents: str,
+    topology: str,
+    out_dir: Path,
+    config: RunConfig,
+    progress: simulate.Progress | None = None,
+) -> dict[str, Any]:
+    """Every stage in order into out_dir (what `whatif run` does, without publishing);
+    `progress` follows the simulation, the long step on large topologies."""
     out_dir = Path(out_dir)
     as_of = config.effective_as_of
     steps = [
         ("extract", lambda: extract(incidents, topology, out_dir)),
         ("validate", lambda: run_validation(out_dir, as_of, config.history_days)),
         ("fit", lambda: fit(out_dir)),
-        ("simulate", lambda: run_simulation(out_dir, config)),
+        ("simulate", lambda: run_simulation(out_dir, config, progress)),
         ("narrate", lambda: run_narration(out_dir, config)),
         ("report", lambda: run_report(out_dir)),
     ]

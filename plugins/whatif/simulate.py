@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,8 @@ SEVERITY_WEIGHT = {"SEV1": 4.0, "SEV2": 2.0, "SEV3": 1.0, "SEV4": 0.5}
 INTERNAL_WEIGHT = 0.25  # weight of an internal service relative to a user-facing one
 LISTED_THRESHOLD = 0.10  # a service is listed as affected when hit in >= 10 % of draws
 MAX_CELLS = 8_000_000  # bound on draws x edges held in memory at once
+
+Progress = Callable[[int, int], None]  # (trigger services done, total)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +114,15 @@ def _cascade_stats(
 
 
 def simulate_cascades(
-    model_doc: ModelDoc, topology: Topology, draws: int, rng: np.random.Generator
+    model_doc: ModelDoc,
+    topology: Topology,
+    draws: int,
+    rng: np.random.Generator,
+    progress: Progress | None = None,
 ) -> list[CascadeStats]:
-    """Cascade statistics for every service as the trigger, in topology order."""
+    """Cascade statistics for every service as the trigger, in topology order.
+
+    `progress(done, total)` is told after each chunk of trigger services."""
     arrays = model_arrays(model_doc, topology)
     n_edges = len(topology.edge_dependency)
     per_chunk = max(1, MAX_CELLS // max(draws * max(n_edges, 1), 1))
@@ -127,6 +136,8 @@ def simulate_cascades(
         for k, trigger in enumerate(triggers):
             block = affected[k * draws : (k + 1) * draws]
             stats.append(_cascade_stats(block, int(trigger), arrays, rng))
+        if progress:
+            progress(len(stats), topology.size)
     return stats
 
 
@@ -188,7 +199,7 @@ def resolve_what_ifs(what_ifs: tuple[WhatIf, ...], topology: Topology) -> list[W
 
 
 def candidate_scenarios(
-    model_doc: ModelDoc, topology: Topology, config: RunConfig
+    model_doc: ModelDoc, topology: Topology, config: RunConfig, progress: Progress | None = None
 ) -> list[dict[str, Any]]:
     """Every (trigger service, failure mode) pair with its probability and impact facts."""
     rng = np.random.default_rng(config.seed)
@@ -196,7 +207,7 @@ def candidate_scenarios(
     horizon = config.effective_horizon_days
     multiplier = arrays["modes"] * mode_multipliers(config)[None, :] * horizon
     probability = trigger_probability(arrays["shape"][:, None], arrays["rate"][:, None], multiplier)
-    cascades = simulate_cascades(model_doc, topology, config.draws, rng)
+    cascades = simulate_cascades(model_doc, topology, config.draws, rng, progress)
     candidates = []
     for i, name in enumerate(topology.services):
         facts = _impact_facts(cascades[i], topology)
@@ -323,8 +334,10 @@ def _take(
         }
 
 
-def simulate(model_doc: ModelDoc, topology: Topology, config: RunConfig) -> list[dict[str, Any]]:
+def simulate(
+    model_doc: ModelDoc, topology: Topology, config: RunConfig, progress: Progress | None = None
+) -> list[dict[str, Any]]:
     """The selected scenarios' facts (no prose yet), most important first."""
     forced = resolve_what_ifs(config.what_if, topology)
-    candidates = candidate_scenarios(model_doc, topology, config)
+    candidates = candidate_scenarios(model_doc, topology, config, progress)
     return select(candidates, forced, config.scenarios, model_doc)

@@ -223,18 +223,26 @@ def validate_topology(table: Table) -> tuple[Topology, dict[str, Any], list[str]
 def _raise_on_hard_failure(
     outcomes: list[dict[str, Any]], table: Table, column_of: dict[str, str]
 ) -> None:
+    """Stop at the first failed hard check, naming the file, the row and the column; for a
+    repeated value, the row that repeats it, and every row where it stands."""
     for outcome in outcomes:
-        if outcome["level"] == "hard" and not outcome["success"]:
-            row = outcome["rows"][0] if outcome["rows"] else None
-            more = len(outcome["rows"]) - 1
-            suffix = f" (and {more} more rows)" if more > 0 else ""
-            raise UserError(
-                f"{outcome['message']}{suffix}",
-                file=table.path,
-                row=row,
-                column=column_of.get(outcome["reason"]),
-                hint="fix the file and run again",
-            )
+        if outcome["level"] != "hard" or outcome["success"]:
+            continue
+        rows, column = outcome["rows"], column_of.get(outcome["reason"])
+        message = outcome["message"]
+        if rows and column:
+            values = table.frame.set_index(ROW).loc[rows, column]
+            value = values.iloc[-1]
+            same = [str(r) for r, v in values.items() if pd.isna(value) or v == value]
+            message += f": {value!r}" if pd.notna(value) else ""
+            message += f" (rows {', '.join(same[:10])})" if len(same) > 1 else ""
+        raise UserError(
+            message,
+            file=table.path,
+            row=rows[-1] if rows else None,
+            column=column,
+            hint="fix the file and run again",
+        )
 
 
 def _warning_line(path: str, outcome: dict[str, Any]) -> str:
