@@ -50,8 +50,10 @@ def risk_matrix_svg(scenarios: list[dict[str, Any]]) -> str:
             label=scenario["severity"],
         )
         axes.annotate(str(number), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
-    axes.set_xscale("log")
-    axes.set_yscale("log")
+    xs = [max(s["probability"], 1e-6) for s in scenarios]
+    ys = [max(s["impact"]["impact_score"], 1e-3) for s in scenarios]
+    _scale(axes.xaxis, axes.set_xscale, xs, lambda v, _: f"{v * 100:.2g}%")
+    _scale(axes.yaxis, axes.set_yscale, ys, lambda v, _: f"{v:.3g}")
     axes.set_xlabel("probability within the horizon")
     axes.set_ylabel("impact (weighted service-hours)")
     axes.set_title("Risk matrix: numbers are the scenarios below")
@@ -71,6 +73,17 @@ def risk_matrix_svg(scenarios: list[dict[str, Any]]) -> str:
     plt.close(figure)
     svg = buffer.getvalue()
     return svg[svg.index("<svg") :]
+
+
+def _scale(axis: Any, set_scale: Any, values: list[float], label: Any) -> None:
+    """Log scale with 1-2-5 ticks when the values span more than a factor of 20, else linear."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if values and max(values) / min(values) > 20:
+        set_scale("log")
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_formatter(NullFormatter())
+    axis.set_major_formatter(FuncFormatter(label))
 
 
 def mermaid_cascade(scenario: dict[str, Any], edges: list[tuple[str, str]]) -> str:
