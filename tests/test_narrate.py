@@ -11,7 +11,7 @@ import pytest
 from test_model import topology_frame
 from test_simulate import CHAIN, CHAIN_DEPENDS, model_doc
 from whatif import narrate, simulate
-from whatif.config import LLMSettings, RunConfig
+from whatif.config import LLMSettings, RunConfig, WhatIf
 from whatif.schemas import Narrative
 from whatif.topology import Topology
 
@@ -83,8 +83,8 @@ def scenario_facts() -> tuple[list[dict], Topology]:
     doc = model_doc(
         CHAIN, {("api", "web"): (5.0, 5.0), ("db", "api"): (5.0, 5.0), ("cache", "api"): (1.0, 9.0)}
     )
-    facts = simulate.simulate(doc, topology, RunConfig(scenarios=3, draws=500))
-    return facts, topology
+    config = RunConfig(scenarios=3, draws=500, what_if=(WhatIf("db"),))
+    return simulate.simulate(doc, topology, config), topology
 
 
 @pytest.fixture

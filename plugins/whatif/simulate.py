@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
+from scipy.sparse.csgraph import breadth_first_order
 
 from whatif.config import RunConfig, WhatIf
 from whatif.errors import UserError
@@ -40,7 +41,8 @@ Progress = Callable[[int, int], None]  # (trigger services done, total)
 class CascadeStats:
     """What one trigger service's failure does, summarised over the draws."""
 
-    affected_probability: np.ndarray  # per service
+    services: np.ndarray  # the services the failure can reach (topology indices; trigger first)
+    affected_probability: np.ndarray  # per service of `services`
     blast_radius: np.ndarray  # services affected per draw (the trigger included)
     duration_minutes: np.ndarray  # per draw
     severity_index: np.ndarray  # per draw, 0 = SEV1
@@ -69,42 +71,56 @@ def mode_multipliers(config: RunConfig) -> np.ndarray:
     return factor
 
 
-def _spread(live: np.ndarray, roots: np.ndarray, topology: Topology) -> np.ndarray:
-    """Affected services per draw (bool draws x services) from live edges, breadth-first."""
-    n_draws, n = live.shape[0], topology.size
+def _spread(live: np.ndarray, dependency: np.ndarray, dependent: np.ndarray, n: int) -> np.ndarray:
+    """Affected services per draw (bool draws x n) from live edges, breadth-first from node 0
+    (the trigger); one sparse product per step, so the cost is per step, not per edge."""
+    n_draws, n_edges = live.shape
     to_dependent = sparse.csr_matrix(
-        (
-            np.ones(len(topology.edge_dependent), dtype=np.int32),
-            (np.arange(len(topology.edge_dependent)), topology.edge_dependent),
-        ),
-        shape=(len(topology.edge_dependent), n),
+        (np.ones(n_edges, dtype=np.int32), (np.arange(n_edges), dependent)), shape=(n_edges, n)
     )
     affected = np.zeros((n_draws, n), dtype=bool)
-    affected[np.arange(n_draws), roots] = True
+    affected[:, 0] = True
     frontier = affected.copy()
-    while frontier.any():
-        fired = frontier[:, topology.edge_dependency] & live
+    while n_edges and frontier.any():
+        fired = frontier[:, dependency] & live
         reached = (sparse.csr_matrix(fired.astype(np.int32)) @ to_dependent).toarray() > 0
         frontier = reached & ~affected
         affected |= frontier
     return affected
 
 
+def _live_edges(
+    alpha: np.ndarray, beta: np.ndarray, draws: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Which edges carry the failure in each draw: each edge's probability drawn from its Beta
+    posterior, then one coin flip per edge (independent cascade). Drawn in blocks of draws so
+    that the float arrays stay within MAX_CELLS."""
+    block = max(1, MAX_CELLS // max(len(alpha), 1))
+    parts = [
+        rng.random((n, len(alpha))) < rng.beta(alpha, beta, size=(n, len(alpha)))
+        for n in np.diff(np.r_[np.arange(0, draws, block), draws])
+    ]
+    return np.concatenate(parts) if parts else np.zeros((draws, len(alpha)), dtype=bool)
+
+
 def _cascade_stats(
-    affected: np.ndarray, trigger: int, model: dict[str, np.ndarray], rng: np.random.Generator
+    affected: np.ndarray, nodes: np.ndarray, model: dict[str, np.ndarray], rng: np.random.Generator
 ) -> CascadeStats:
+    """Durations, severities and impact per draw for the services `nodes` (trigger first)."""
     n_draws, n = affected.shape
     z = rng.standard_normal((n_draws, n))
-    minutes = np.exp(model["mu"] + model["sigma"] * z)
+    minutes = np.exp(model["mu"][nodes] + model["sigma"][nodes] * z)
     duration = np.where(affected, minutes, 0.0).max(axis=1)
     u = rng.random((n_draws, n))
-    severity = (u[:, :, None] > model["severity_cdf"][None, :, :-1]).sum(axis=2)
-    counted = affected & (model["user_facing"][None, :] | (np.arange(n) == trigger)[None, :])
+    severity = (u[:, :, None] > model["severity_cdf"][nodes][None, :, :-1]).sum(axis=2)
+    user_facing = model["user_facing"][nodes]
+    counted = affected & (user_facing | (np.arange(n) == 0))[None, :]
     worst = np.where(counted, severity, len(SEVERITIES) - 1).min(axis=1)
-    weights = np.where(model["user_facing"], 1.0, INTERNAL_WEIGHT)
+    weights = np.where(user_facing, 1.0, INTERNAL_WEIGHT)
     breadth = (affected * weights[None, :]).sum(axis=1)
     severity_weight = np.array([SEVERITY_WEIGHT[s] for s in SEVERITIES])[worst]
     return CascadeStats(
+        services=nodes,
         affected_probability=affected.mean(axis=0),
         blast_radius=affected.sum(axis=1),
         duration_minutes=duration,
@@ -122,21 +138,28 @@ def simulate_cascades(
 ) -> list[CascadeStats]:
     """Cascade statistics for every service as the trigger, in topology order.
 
-    `progress(done, total)` is told after each chunk of trigger services."""
+    A failure can only reach the trigger's descendants in the dependency graph, so each
+    trigger is simulated on that subgraph alone: the cost follows the blast radius, not the
+    size of the whole topology. `progress(done, total)` is told as triggers complete."""
     arrays = model_arrays(model_doc, topology)
-    n_edges = len(topology.edge_dependency)
-    per_chunk = max(1, MAX_CELLS // max(draws * max(n_edges, 1), 1))
+    dependency, dependent = topology.edge_dependency, topology.edge_dependent
+    graph = sparse.csr_matrix(
+        (np.ones(len(dependency)), (dependency, dependent)), shape=(topology.size,) * 2
+    )
+    position = np.full(topology.size, -1)
     stats: list[CascadeStats] = []
-    for first in range(0, topology.size, per_chunk):
-        triggers = np.arange(first, min(first + per_chunk, topology.size))
-        roots = np.repeat(triggers, draws)
-        edge_p = rng.beta(arrays["edge_alpha"], arrays["edge_beta"], size=(len(roots), n_edges))
-        live = rng.random((len(roots), n_edges)) < edge_p
-        affected = _spread(live, roots, topology)
-        for k, trigger in enumerate(triggers):
-            block = affected[k * draws : (k + 1) * draws]
-            stats.append(_cascade_stats(block, int(trigger), arrays, rng))
-        if progress:
+    step = max(1, topology.size // 100)
+    for trigger in range(topology.size):
+        nodes = breadth_first_order(graph, trigger, directed=True, return_predecessors=False)
+        position[nodes] = np.arange(len(nodes))
+        edges = np.flatnonzero(position[dependency] >= 0)  # its dependent is reachable too
+        live = _live_edges(arrays["edge_alpha"][edges], arrays["edge_beta"][edges], draws, rng)
+        affected = _spread(
+            live, position[dependency[edges]], position[dependent[edges]], len(nodes)
+        )
+        position[nodes] = -1
+        stats.append(_cascade_stats(affected, nodes, arrays, rng))
+        if progress and (len(stats) % step == 0 or len(stats) == topology.size):
             progress(len(stats), topology.size)
     return stats
 
@@ -231,8 +254,8 @@ def scenario_id(service: str, mode: str) -> str:
 
 def _impact_facts(stats: CascadeStats, topology: Topology) -> dict[str, Any]:
     order = np.argsort(-stats.affected_probability, kind="stable")
-    listed = [int(i) for i in order if stats.affected_probability[i] >= LISTED_THRESHOLD]
-    names = [topology.services[i] for i in listed]
+    listed = [int(k) for k in order if stats.affected_probability[k] >= LISTED_THRESHOLD]
+    names = [topology.services[stats.services[k]] for k in listed]
     user_facing = topology.attributes["user_facing"]
     teams = sorted(
         {
@@ -251,7 +274,8 @@ def _impact_facts(stats: CascadeStats, topology: Topology) -> dict[str, Any]:
         "impact": {
             "blast_radius": _percentiles(stats.blast_radius.astype(float)),
             "affected_probability": {
-                topology.services[i]: _round(float(stats.affected_probability[i])) for i in listed
+                name: _round(float(stats.affected_probability[k]))
+                for name, k in zip(names, listed, strict=True)
             },
             "severity_probabilities": {
                 s: _round(float(p)) for s, p in zip(SEVERITIES, severity_share, strict=True)
