@@ -199,13 +199,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def validated_inputs(args: argparse.Namespace) -> Iterator[tuple[Path, dict]]:
+    """Extract and validate the inputs in a throw-away work folder: (folder, row counts)."""
     as_of = _as_of(args) or datetime.now(UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory(prefix="whatif-") as work:
         pipeline.extract(args.incidents, args.topology, Path(work))
-        summary = pipeline.run_validation(Path(work), as_of, args.history_days)
+        yield Path(work), pipeline.run_validation(Path(work), as_of, args.history_days)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    with validated_inputs(args) as (work, summary):
         if args.out:
-            Path(args.out).write_bytes((Path(work) / "validation.json").read_bytes())
+            Path(args.out).write_bytes((work / "validation.json").read_bytes())
     for name, counts in summary.items():
         print(
             f"{name}: {counts['rows_read']} rows read, {counts['rows_used']} used, "
@@ -215,12 +221,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    as_of = _as_of(args) or datetime.now(UTC).replace(microsecond=0)
-    with tempfile.TemporaryDirectory(prefix="whatif-") as work:
-        pipeline.extract(args.incidents, args.topology, Path(work))
-        pipeline.run_validation(Path(work), as_of, args.history_days)
-        model_path = pipeline.fit(Path(work))
-        Path(args.out).write_bytes(model_path.read_bytes())
+    with validated_inputs(args) as (work, _):
+        Path(args.out).write_bytes(pipeline.fit(work).read_bytes())
     print(f"wrote {args.out}")
     return 0
 

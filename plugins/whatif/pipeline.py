@@ -16,7 +16,7 @@ from typing import Any
 from whatif import ingest, model, narrate, publish, report, simulate, validate
 from whatif.config import RunConfig
 from whatif.errors import UserError
-from whatif.schemas import ModelDoc, ScenariosDoc
+from whatif.schemas import INCIDENT_OPTIONAL, INCIDENT_REQUIRED, ModelDoc, ScenariosDoc
 from whatif.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -82,22 +82,9 @@ def _validation_summary(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_clean(incidents: Any, topology: Topology, stage: Path) -> None:
-    columns = [
-        "incident_id",
-        "service",
-        "started_at",
-        "resolved_at",
-        "severity",
-        "category",
-        "title",
-        "description",
-        "detected_at",
-        "acknowledged_at",
-        "caused_by",
-        "team",
-    ]
+    columns = [*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL]
     clean = incidents[columns].copy()
-    for column in ("started_at", "resolved_at", "detected_at", "acknowledged_at"):
+    for column in ingest.TIMESTAMP_COLUMNS:
         clean[column] = clean[column].map(lambda t: t.isoformat() if not _missing(t) else "")
     clean.to_csv(stage / "incidents.csv", index=False)
     topology.to_frame().to_csv(stage / "topology.csv", index=False)
