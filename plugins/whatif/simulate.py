@@ -2,10 +2,11 @@
 
 - Probability of a root failure of service s in mode m within the horizon: the exact
   posterior predictive under the Gamma posterior of the rate, 1 - (b / (b + q_m c H))^a.
-- Impact: Monte Carlo of the cascade given that root failure, vectorised over draws and
-  edges: each draw samples every edge's propagation probability from its Beta posterior,
-  flips each edge once (independent cascade) and spreads along live edges breadth-first
-  with sparse matrix products. Durations and severities are drawn for every affected service.
+- Impact: Monte Carlo of the cascade given that root failure, on the subgraph the trigger can
+  reach, vectorised over draws and edges: each edge is flipped once per draw with its posterior
+  mean propagation probability (independent cascade) and the failure spreads breadth-first
+  along live edges with sparse matrix products. Durations and severities are drawn for every
+  affected service.
 The definitions of impact and risk are in docs/scenarios.md.
 """
 
@@ -89,18 +90,16 @@ def _spread(live: np.ndarray, dependency: np.ndarray, dependent: np.ndarray, n: 
     return affected
 
 
-def _live_edges(
-    alpha: np.ndarray, beta: np.ndarray, draws: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Which edges carry the failure in each draw: each edge's probability drawn from its Beta
-    posterior, then one coin flip per edge (independent cascade). Drawn in blocks of draws so
-    that the float arrays stay within MAX_CELLS."""
-    block = max(1, MAX_CELLS // max(len(alpha), 1))
-    parts = [
-        rng.random((n, len(alpha))) < rng.beta(alpha, beta, size=(n, len(alpha)))
-        for n in np.diff(np.r_[np.arange(0, draws, block), draws])
-    ]
-    return np.concatenate(parts) if parts else np.zeros((draws, len(alpha)), dtype=bool)
+def _live_edges(p: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Which edges carry the failure in each draw: one coin flip per edge and draw
+    (independent cascade), in blocks of draws so that the arrays stay within MAX_CELLS.
+
+    Each edge is tried at most once per outcome, so drawing its probability from the Beta
+    posterior and then flipping is exactly a flip with the posterior mean: the mean is used.
+    """
+    block = max(1, MAX_CELLS // max(len(p), 1))
+    parts = [rng.random((n, len(p))) < p for n in np.diff(np.r_[0:draws:block, draws])]
+    return np.concatenate(parts) if parts else np.zeros((draws, 0), dtype=bool)
 
 
 def _cascade_stats(
@@ -119,13 +118,13 @@ def _cascade_stats(
     weights = np.where(user_facing, 1.0, INTERNAL_WEIGHT)
     breadth = (affected * weights[None, :]).sum(axis=1)
     severity_weight = np.array([SEVERITY_WEIGHT[s] for s in SEVERITIES])[worst]
-    return CascadeStats(
+    return CascadeStats(  # compact dtypes: these are kept for every trigger until selection
         services=nodes,
         affected_probability=affected.mean(axis=0),
-        blast_radius=affected.sum(axis=1),
-        duration_minutes=duration,
-        severity_index=worst,
-        impact=duration / 60.0 * breadth * severity_weight,
+        blast_radius=affected.sum(axis=1).astype(np.int32),
+        duration_minutes=duration.astype(np.float32),
+        severity_index=worst.astype(np.int8),
+        impact=(duration / 60.0 * breadth * severity_weight).astype(np.float32),
     )
 
 
@@ -153,7 +152,7 @@ def simulate_cascades(
         nodes = breadth_first_order(graph, trigger, directed=True, return_predecessors=False)
         position[nodes] = np.arange(len(nodes))
         edges = np.flatnonzero(position[dependency] >= 0)  # its dependent is reachable too
-        live = _live_edges(arrays["edge_alpha"][edges], arrays["edge_beta"][edges], draws, rng)
+        live = _live_edges(arrays["edge_p"][edges], draws, rng)
         affected = _spread(
             live, position[dependency[edges]], position[dependent[edges]], len(nodes)
         )
@@ -182,8 +181,9 @@ def model_arrays(model_doc: ModelDoc, topology: Topology) -> dict[str, np.ndarra
         "sigma": np.array([s.duration_minutes_lognormal.sigma for s in services]),
         "severity_cdf": np.cumsum(severity / severity.sum(axis=1, keepdims=True), axis=1),
         "user_facing": topology.attributes["user_facing"].to_numpy(bool),
-        "edge_alpha": np.array([e.posterior.alpha for e in edges]),
-        "edge_beta": np.array([e.posterior.beta for e in edges]),
+        "edge_p": np.array(
+            [e.posterior.alpha / (e.posterior.alpha + e.posterior.beta) for e in edges]
+        ),
     }
 
 
@@ -281,7 +281,7 @@ def _impact_facts(stats: CascadeStats, topology: Topology) -> dict[str, Any]:
                 s: _round(float(p)) for s, p in zip(SEVERITIES, severity_share, strict=True)
             },
             "teams_paged": teams,
-            "impact_score": _round(float(stats.impact.mean())),
+            "impact_score": _round(float(stats.impact.mean(dtype=np.float64))),
         },
     }
 
