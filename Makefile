@@ -26,11 +26,13 @@ venv: $(BIN)/.installed
 
 $(AIRFLOW_HOME)/airflow.db: $(BIN)/.installed
 	@mkdir -p $(AIRFLOW_HOME)
-	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 \
+	@echo "creating the Airflow metadata database in $(AIRFLOW_HOME)"
+	@$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 \
 		|| { cat $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
 
 run: $(AIRFLOW_HOME)/airflow.db
-	$(BIN)/airflow dags test what_if_scenarios > $(AIRFLOW_HOME)/last-run.log 2>&1 \
+	@echo "running the DAG once: airflow dags test what_if_scenarios (log: $(AIRFLOW_HOME)/last-run.log)"
+	@$(BIN)/airflow dags test what_if_scenarios > $(AIRFLOW_HOME)/last-run.log 2>&1 \
 		|| { tail -n 60 $(AIRFLOW_HOME)/last-run.log; echo "the DAG run failed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1; }
 	@grep -q "state=success" $(AIRFLOW_HOME)/last-run.log \
 		|| { tail -n 60 $(AIRFLOW_HOME)/last-run.log; echo "the DAG run did not succeed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1; }
