@@ -42,6 +42,33 @@ def _run_config(params: dict) -> Any:
     return config_from_params(params, as_of)
 
 
+def _inputs(params: dict) -> Any:
+    """Where the data comes from: files or object storage (connection `storage_conn_id`
+    for s3:// and the like), or SQL through the connection `sql_conn_id`."""
+    from whatif.pipeline import Inputs
+
+    sql = None
+    if params["source"] == "sql":
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+        from airflow.sdk import BaseHook
+        from whatif.sources import sqlalchemy_fetch
+
+        hook = BaseHook.get_connection(params["sql_conn_id"]).get_hook()
+        if not isinstance(hook, DbApiHook):
+            raise TypeError(f"connection {params['sql_conn_id']!r} is not a SQL database")
+        sql = sqlalchemy_fetch(hook.get_sqlalchemy_engine())
+    return Inputs(
+        incidents=None if sql else params["incidents"],
+        topology=None if sql and params["topology_from_sql"] else params["topology"],
+        mapping=params["mapping"] or None,
+        aliases=params["aliases"] or None,
+        conn_id=params["storage_conn_id"] or None,
+        sql=sql,
+        sql_display=f"connection {params['sql_conn_id']}",
+        topology_from_sql=bool(sql and params["topology_from_sql"]),
+    )
+
+
 def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
     """A user error (bad data, bad params) will not fix itself: fail without retrying."""
 
@@ -75,15 +102,39 @@ def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
         "max_retry_delay": timedelta(minutes=30),
     },
     params={
+        "source": Param(
+            "files",
+            type="string",
+            enum=["files", "sql"],
+            description="files: the paths/URLs below; sql: include/sql/extract_*.sql on the "
+            "connection sql_conn_id",
+        ),
         "incidents": Param(
             str(DATA / "incidents.csv"),
             type="string",
-            description="Incidents CSV (data contract or notebook format)",
+            description="Incidents file (CSV, Parquet, JSON Lines): a path or an object-storage "
+            "URL such as s3://bucket/incidents.csv",
         ),
         "topology": Param(
             str(DATA / "topology.csv"),
             type="string",
-            description="Topology CSV (one row per service)",
+            description="Topology file (one row per service): a path or a URL",
+        ),
+        "mapping": Param(
+            "",
+            type="string",
+            description="Column mapping of an incident-tool export: pagerduty, opsgenie, "
+            "incident-io, jira, or a YAML path (empty: the data contract or notebook format)",
+        ),
+        "aliases": Param("", type="string", description="Service aliases file (CSV or YAML)"),
+        "storage_conn_id": Param(
+            "whatif_data", type="string", description="Connection for s3:// and other URLs"
+        ),
+        "sql_conn_id": Param(
+            "whatif_incidents_db", type="string", description="Connection of the SQL source"
+        ),
+        "topology_from_sql": Param(
+            False, type="boolean", description="With source=sql, read the topology from SQL too"
         ),
         "seed": Param(42, type="integer", description="Random seed (same seed, same scenarios)"),
         "scenarios": Param(
@@ -147,7 +198,8 @@ def what_if_scenarios() -> None:
         from whatif import pipeline
 
         workdir = _work_dir(run_id)
-        pipeline.extract(params["incidents"], params["topology"], workdir)
+        config = _run_config(params)
+        pipeline.extract(_inputs(params), workdir, config.effective_as_of, config.history_days)
         return str(workdir)
 
     @task

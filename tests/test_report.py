@@ -16,8 +16,7 @@ def test_html_escapes_every_piece_of_data(tmp_path):
     incidents = write(tmp_path, "incidents.csv", INCIDENTS_CSV)
     out = tmp_path / "out"
     pipeline.run_all(
-        str(incidents),
-        str(topology),
+        pipeline.Inputs(incidents=str(incidents), topology=str(topology)),
         out,
         RunConfig(draws=200, scenarios=3, as_of=None, history_days=3650),
     )

@@ -38,15 +38,34 @@ log = logging.getLogger("whatif")
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--incidents",
-        required=True,
-        metavar="PATH",
-        help="incidents CSV (data contract or notebook format)",
+        metavar="PATH|URL",
+        help="incidents file: CSV, Parquet or JSON Lines; a local path or an object-storage URL "
+        "(file://, s3://...)",
     )
     parser.add_argument(
         "--topology",
-        required=True,
-        metavar="PATH",
-        help="topology CSV (one row per service, depends_on ';'-separated)",
+        metavar="PATH|URL",
+        help="topology file (one row per service, depends_on ';'-separated)",
+    )
+    parser.add_argument(
+        "--mapping",
+        metavar="NAME|PATH",
+        help="column mapping of an incident-tool export (pagerduty, opsgenie, incident-io, "
+        "jira, or a YAML file; see include/mappings)",
+    )
+    parser.add_argument(
+        "--aliases", metavar="PATH", help="service aliases: CSV alias,service or YAML"
+    )
+    parser.add_argument(
+        "--incidents-sql-url",
+        metavar="URL",
+        help="read incidents from this database with include/sql/extract_incidents.sql "
+        "(e.g. postgresql://user@host/db)",
+    )
+    parser.add_argument(
+        "--topology-from-sql",
+        action="store_true",
+        help="read the topology from the same database (include/sql/extract_topology.sql)",
     )
     parser.add_argument(
         "--as-of", metavar="DATE", help="end of the history window (ISO-8601; default: now)"
@@ -153,6 +172,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def inputs_from_args(args: argparse.Namespace) -> pipeline.Inputs:
+    """Where the data comes from, checked for the combinations that make sense."""
+    from whatif.sources import redact, sqlalchemy_fetch
+
+    sql_url = args.incidents_sql_url
+    if not (args.incidents or sql_url):
+        raise UserError("give --incidents PATH|URL or --incidents-sql-url URL")
+    if args.incidents and sql_url:
+        raise UserError("give either --incidents or --incidents-sql-url, not both")
+    if not args.topology and not args.topology_from_sql:
+        raise UserError("give --topology PATH|URL (or --topology-from-sql with a SQL source)")
+    if args.topology_from_sql and not sql_url:
+        raise UserError("--topology-from-sql needs --incidents-sql-url")
+    return pipeline.Inputs(
+        incidents=args.incidents,
+        topology=None if args.topology_from_sql else args.topology,
+        mapping=args.mapping,
+        aliases=args.aliases,
+        sql=sqlalchemy_fetch(sql_url) if sql_url else None,
+        sql_display=redact(sql_url) if sql_url else "database",
+        topology_from_sql=args.topology_from_sql,
+    )
+
+
 def run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         seed=args.seed,
@@ -191,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with terminal_progress("simulating cascades") as progress:
-        pipeline.run_all(args.incidents, args.topology, out, config, progress)
+        pipeline.run_all(inputs_from_args(args), out, config, progress)
     print(
         f"wrote {out / 'report.html'}, report.md, scenarios.json, model.json and "
         f"validation.json to {out}"
@@ -204,7 +247,7 @@ def validated_inputs(args: argparse.Namespace) -> Iterator[tuple[Path, dict]]:
     """Extract and validate the inputs in a throw-away work folder: (folder, row counts)."""
     as_of = _as_of(args) or datetime.now(UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory(prefix="whatif-") as work:
-        pipeline.extract(args.incidents, args.topology, Path(work))
+        pipeline.extract(inputs_from_args(args), Path(work), as_of, args.history_days)
         yield Path(work), pipeline.run_validation(Path(work), as_of, args.history_days)
 
 

@@ -12,9 +12,9 @@ import dataclasses
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from whatif import mappings, sources
 from whatif.errors import UserError
 from whatif.schemas import (
     FAILURE_MODES,
@@ -26,7 +26,7 @@ from whatif.schemas import (
     TOPOLOGY_REQUIRED,
 )
 
-ROW = "_row"
+ROW = sources.ROW
 TIMESTAMP_COLUMNS = ("started_at", "resolved_at", "detected_at", "acknowledged_at")
 
 SEVERITY_WORDS: dict[str, str] = {
@@ -78,34 +78,12 @@ FAILURE_MODE_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 @dataclasses.dataclass
 class Table:
-    """One input file after normalisation: the typed frame and the raw text of each row."""
+    """One input after normalisation: the typed frame and the raw text of each source row."""
 
     frame: pd.DataFrame
     raw: pd.DataFrame
     path: str
-    format: str  # "contract" or "notebook"
-
-
-def read_csv(path: str | Path) -> pd.DataFrame:
-    """All cells as text ('' when empty), plus each row's file row number."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError("file not found", file=str(path), hint="check the path")
-    if path.is_dir():
-        raise UserError("is a folder, not a file", file=str(path))
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise UserError("the file is empty", file=str(path)) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"not a readable CSV file: {_first_line(exc)}", file=str(path)) from None
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    frame[ROW] = np.arange(2, len(frame) + 2)
-    return frame
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    format: str  # "contract", "notebook" or "mapping:<name>"
 
 
 def _detect_format(
@@ -127,18 +105,30 @@ def _detect_format(
     )
 
 
-def load_incidents(path: str | Path) -> Table:
-    raw = read_csv(path)
-    fmt = _detect_format(raw, str(path), INCIDENT_REQUIRED, NOTEBOOK_INCIDENT_COLUMNS[:2])
-    frame = _incidents_from_notebook(raw) if fmt == "notebook" else _incidents_from_contract(raw)
-    return Table(frame=frame, raw=raw, path=str(path), format=fmt)
+def load_incidents(
+    location: str | Path, mapping: str | None = None, conn_id: str | None = None
+) -> Table:
+    """Incidents from a file or object-storage URL (CSV, Parquet, JSON Lines)."""
+    return incidents_table(sources.read_table(str(location), conn_id), str(location), mapping)
+
+
+def incidents_table(raw: pd.DataFrame, display: str, mapping: str | None = None) -> Table:
+    """Normalise a raw incidents table (every cell text, `_row`) onto the data contract."""
+    view, fmt = raw, None
+    if mapping:
+        spec = mappings.load(mapping)
+        view, fmt = mappings.apply(raw, spec, display), f"mapping:{spec.name}"
+    fmt = fmt or _detect_format(raw, display, INCIDENT_REQUIRED, NOTEBOOK_INCIDENT_COLUMNS[:2])
+    frame = _incidents_from_notebook(view) if fmt == "notebook" else _incidents_from_contract(view)
+    return Table(frame=frame, raw=raw, path=display, format=fmt)
 
 
 def _incidents_from_contract(raw: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({ROW: raw[ROW]})
     for column in (*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL):
         frame[column] = raw[column].map(_clean_text) if column in raw else ""
-    return _type_incidents(frame)
+    zone = raw.attrs.get("timezone", "UTC")
+    return _type_incidents(frame, zone)
 
 
 def _incidents_from_notebook(raw: pd.DataFrame) -> pd.DataFrame:
@@ -154,30 +144,98 @@ def _incidents_from_notebook(raw: pd.DataFrame) -> pd.DataFrame:
     frame["description"] = raw["mitigation"].map(_clean_text) if "mitigation" in raw else ""
     for column in ("detected_at", "acknowledged_at", "caused_by", "team"):
         frame[column] = ""
-    return _type_incidents(frame)
+    return _type_incidents(frame, "UTC")
 
 
 def _clean_text(value: str) -> str:
     return re.sub(r"\s+", " ", str(value)).strip()
 
 
-def _type_incidents(frame: pd.DataFrame) -> pd.DataFrame:
-    """Parse timestamps (unparseable -> NaT, for validation to report) and map vocabularies."""
+def _type_incidents(frame: pd.DataFrame, zone: str) -> pd.DataFrame:
+    """Parse timestamps (unparseable -> NaT, for validation to report) and map vocabularies;
+    naive timestamps are in `zone` (UTC unless a mapping says otherwise)."""
     frame["severity_raw"] = frame["severity"]
     frame["severity"] = frame["severity"].map(normalise_severity)
     frame["category"] = frame["category"].map(normalise_failure_mode)
     for column in TIMESTAMP_COLUMNS:
         frame[f"{column}_raw"] = frame[column]
-        frame[column] = parse_timestamps(frame[column])
+        frame[column] = parse_timestamps(frame[column], zone)
     for column in ("incident_id", "service", "caused_by"):
         frame[column] = frame[column].replace("", pd.NA)
     return frame
 
 
-def parse_timestamps(values: pd.Series) -> pd.Series:
-    """ISO-8601 text to UTC; a naive timestamp means UTC; bad or empty text becomes NaT."""
-    parsed = pd.to_datetime(values.replace("", None), utc=True, format="ISO8601", errors="coerce")
-    return parsed.astype("datetime64[ns, UTC]")
+# Zone abbreviations seen in exports, with their fixed offsets (an abbreviation names one).
+ZONE_ABBREVIATIONS = {
+    "UTC": "+00:00",
+    "GMT": "+00:00",
+    "Z": "+00:00",
+    "PST": "-08:00",
+    "PDT": "-07:00",
+    "MST": "-07:00",
+    "MDT": "-06:00",
+    "CST": "-06:00",
+    "CDT": "-05:00",
+    "EST": "-05:00",
+    "EDT": "-04:00",
+    "CET": "+01:00",
+    "CEST": "+02:00",
+    "BST": "+01:00",
+    "IST": "+05:30",
+    "JST": "+09:00",
+}
+_NAMED_ZONE = re.compile(
+    r"^(?P<time>.*?\d)\s*(?:\[(?P<b>[^\]]+)\]|\s(?P<z>[A-Za-z][A-Za-z_+-]*(?:/[A-Za-z0-9_+-]+)*))$"
+)
+
+
+def parse_timestamps(values: pd.Series, zone: str = "UTC") -> pd.Series:
+    """ISO-8601 text to UTC. An offset is honoured; a trailing zone name ("Europe/Paris",
+    "[America/New_York]", "PDT") is applied; a naive timestamp is in `zone` (UTC by default).
+    Bad or empty text becomes NaT, for validation to report."""
+    text = values.astype(str).str.strip()
+    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    named = text.str.contains(r"[A-Za-z]{2,}|\]$", regex=True) & (text != "")
+    plain = ~named & (text != "")
+    if plain.any():
+        parsed[plain] = _parse_iso(text[plain], zone)
+    for value in text[named].unique():
+        parsed[text == value] = _parse_named(value, zone)
+    return parsed
+
+
+def _parse_iso(text: pd.Series, zone: str) -> pd.Series:
+    """Vectorised: aware values converted, naive ones localised to `zone`."""
+    aware = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    if aware.any():
+        out[aware] = pd.to_datetime(text[aware], utc=True, format="ISO8601", errors="coerce")
+    if (~aware).any():
+        naive = pd.to_datetime(text[~aware], format="ISO8601", errors="coerce")
+        if getattr(naive.dt, "tz", None) is None:
+            naive = naive.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+        out[~aware] = naive.dt.tz_convert("UTC")
+    return out
+
+
+def _parse_named(value: str, zone: str) -> pd.Timestamp:
+    """One timestamp with a zone name or abbreviation after it."""
+    match = _NAMED_ZONE.match(value)
+    if not match:
+        return _parse_iso(pd.Series([value]), zone).iloc[0]
+    name = match.group("b") or match.group("z")
+    time = match.group("time")
+    if name.upper() in ZONE_ABBREVIATIONS:
+        return _parse_iso(pd.Series([time + ZONE_ABBREVIATIONS[name.upper()]]), zone).iloc[0]
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(name)
+    except (KeyError, ValueError, ModuleNotFoundError):
+        return pd.NaT
+    except Exception:  # ZoneInfoNotFoundError and friends: not a zone
+        return pd.NaT
+    return _parse_iso(pd.Series([time]), name).iloc[0]
 
 
 def normalise_severity(value: str) -> str | None:
@@ -206,9 +264,15 @@ def normalise_failure_mode(value: str) -> str:
     return "other"
 
 
-def load_topology(path: str | Path) -> Table:
-    raw = read_csv(path)
-    fmt = _detect_format(raw, str(path), TOPOLOGY_REQUIRED, NOTEBOOK_TOPOLOGY_COLUMNS[:2])
+def load_topology(location: str | Path, conn_id: str | None = None) -> Table:
+    """A topology from a file or object-storage URL (CSV, Parquet, JSON Lines)."""
+    return topology_table(sources.read_table(str(location), conn_id), str(location))
+
+
+def topology_table(raw: pd.DataFrame, display: str) -> Table:
+    """Normalise a raw topology table onto the data contract."""
+    path = display
+    fmt = _detect_format(raw, display, TOPOLOGY_REQUIRED, NOTEBOOK_TOPOLOGY_COLUMNS[:2])
     if fmt == "notebook":
         raw_view = raw.rename(columns={"dependencies": "depends_on", "criticality": "tier"})
     else:

@@ -6,14 +6,17 @@ so that Airflow tasks pass only paths through XCom and any stage can be re-run a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import shutil
-from datetime import UTC, date, datetime
+import os
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from whatif import ingest, model, narrate, publish, report, simulate, validate
+import pandas as pd
+
+from whatif import ingest, model, narrate, publish, report, simulate, sources, validate
 from whatif.config import RunConfig
 from whatif.errors import UserError
 from whatif.schemas import INCIDENT_OPTIONAL, INCIDENT_REQUIRED, ModelDoc, ScenariosDoc
@@ -22,6 +25,9 @@ from whatif.topology import Topology
 log = logging.getLogger(__name__)
 
 STAGE = "_stage"
+SQL_DIR = Path(
+    os.environ.get("WHATIF_SQL_DIR", Path(__file__).resolve().parents[2] / "include" / "sql")
+)
 SOURCES = "sources.json"
 ARTIFACTS = (
     "report.html",
@@ -29,6 +35,7 @@ ARTIFACTS = (
     "scenarios.json",
     "model.json",
     "validation.json",
+    "gx_results.json",
     "quarantine.csv",
 )
 
@@ -39,36 +46,86 @@ def _stage(workdir: Path) -> Path:
     return folder
 
 
-def extract(incidents: str, topology: str, workdir: Path) -> dict[str, Any]:
-    """Fetch both inputs into the work folder and check their format (fails fast, naming the
-    user's file)."""
-    stage = _stage(workdir)
-    sources = {}
-    for name, path in (("incidents", incidents), ("topology", topology)):
-        loader = ingest.load_incidents if name == "incidents" else ingest.load_topology
-        table = loader(path)
-        copy = stage / f"{name}.source.csv"
-        shutil.copyfile(path, copy)
-        sources[name] = {"path": str(path), "format": table.format, "rows": len(table.frame)}
-    report.write_json(stage / SOURCES, sources)
-    return sources
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """Where the incidents and the topology come from.
+
+    Files are local paths or ObjectStoragePath URLs (`conn_id` names the connection for
+    s3:// and the like); `sql` runs include/sql/extract_*.sql instead, for incidents and,
+    with `topology_from_sql`, the topology too."""
+
+    incidents: str | None = None
+    topology: str | None = None
+    mapping: str | None = None
+    aliases: str | None = None
+    conn_id: str | None = None
+    sql: sources.Fetch | None = None
+    sql_display: str = "database"
+    topology_from_sql: bool = False
 
 
-def _load_sources(workdir: Path) -> tuple[ingest.Table, ingest.Table]:
+def _window(as_of: datetime, history_days: int) -> dict[str, datetime]:
+    return {"window_start": as_of - timedelta(days=history_days), "window_end": as_of}
+
+
+def _fetch_raw(inputs: Inputs, name: str, params: dict[str, Any]) -> tuple[Any, str]:
+    """The raw table for `incidents` or `topology`, and the name messages should use."""
+    from_sql = inputs.sql is not None and (name == "incidents" or inputs.topology_from_sql)
+    if from_sql:
+        query = SQL_DIR / f"extract_{name}.sql"
+        display = f"{inputs.sql_display} ({query.name})"
+        return sources.read_sql(query, inputs.sql, params, display), display
+    location = inputs.incidents if name == "incidents" else inputs.topology
+    if not location:
+        raise UserError(f"no {name} source given", hint=f"pass --{name} PATH or a SQL source")
+    return sources.read_table(location, inputs.conn_id), location
+
+
+def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -> dict[str, Any]:
+    """Fetch both inputs (files, object storage or SQL) into the work folder and check their
+    format, failing fast with the user's own file name; later stages read only the copy."""
     stage = _stage(workdir)
-    sources = json.loads((stage / SOURCES).read_text())
-    incidents = ingest.load_incidents(stage / "incidents.source.csv")
-    topology = ingest.load_topology(stage / "topology.source.csv")
-    incidents.path, topology.path = sources["incidents"]["path"], sources["topology"]["path"]
-    return incidents, topology
+    params = _window(as_of, history_days)
+    described: dict[str, Any] = {}
+    for name in ("incidents", "topology"):
+        raw, display = _fetch_raw(inputs, name, params)
+        if name == "incidents":
+            table = ingest.incidents_table(raw, display, inputs.mapping)
+        else:
+            table = ingest.topology_table(raw, display)
+        raw.to_parquet(stage / f"{name}.raw.parquet", index=False)
+        described[name] = {
+            "path": display,
+            "format": table.format,
+            "rows": len(raw),
+            "mapping": inputs.mapping if name == "incidents" else None,
+        }
+    described["aliases"] = validate.read_aliases(inputs.aliases) if inputs.aliases else {}
+    report.write_json(stage / SOURCES, described)
+    return {k: v for k, v in described.items() if k != "aliases"}
+
+
+def _load_sources(workdir: Path) -> tuple[ingest.Table, ingest.Table, dict[str, str]]:
+    stage = _stage(workdir)
+    described = json.loads((stage / SOURCES).read_text())
+    incidents = ingest.incidents_table(
+        pd.read_parquet(stage / "incidents.raw.parquet"),
+        described["incidents"]["path"],
+        described["incidents"]["mapping"],
+    )
+    topology = ingest.topology_table(
+        pd.read_parquet(stage / "topology.raw.parquet"), described["topology"]["path"]
+    )
+    return incidents, topology, described["aliases"]
 
 
 def run_validation(workdir: Path, as_of: datetime, history_days: int) -> dict[str, Any]:
     """Validate the staged inputs; write validation.json, quarantine.csv and the clean tables."""
-    incidents, topology = _load_sources(workdir)
-    result = validate.validate(incidents, topology, as_of, history_days)
+    incidents, topology, aliases = _load_sources(workdir)
+    result = validate.validate(incidents, topology, as_of, history_days, aliases)
     workdir = Path(workdir)
     report.write_json(workdir / "validation.json", result.report)
+    report.write_json(workdir / "gx_results.json", result.gx_results)
     result.quarantine.to_csv(workdir / "quarantine.csv", index=False)
     _write_clean(result.incidents, result.topology, _stage(workdir))
     return _validation_summary(result.report)
@@ -171,7 +228,7 @@ def scenarios_document(
 
 def load_topology_only(path: str) -> Topology:
     """A validated topology without incidents (for `whatif simulate`)."""
-    topology, _, warnings = validate.validate_topology(ingest.load_topology(path))
+    topology, _, warnings, _ = validate.validate_topology(ingest.load_topology(path))
     for line in warnings:
         log.warning("%s", line)
     return topology
@@ -212,8 +269,7 @@ def run_publish(workdir: Path, target: str, run_date: date, run_id: str) -> dict
 
 
 def run_all(
-    incidents: str,
-    topology: str,
+    inputs: Inputs,
     out_dir: Path,
     config: RunConfig,
     progress: simulate.Progress | None = None,
@@ -223,7 +279,7 @@ def run_all(
     out_dir = Path(out_dir)
     as_of = config.effective_as_of
     steps = [
-        ("extract", lambda: extract(incidents, topology, out_dir)),
+        ("extract", lambda: extract(inputs, out_dir, as_of, config.history_days)),
         ("validate", lambda: run_validation(out_dir, as_of, config.history_days)),
         ("fit", lambda: fit(out_dir)),
         ("simulate", lambda: run_simulation(out_dir, config, progress)),

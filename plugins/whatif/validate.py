@@ -43,6 +43,7 @@ class Validated:
     topology: Topology
     quarantine: pd.DataFrame
     report: dict[str, Any]
+    gx_results: dict[str, Any]  # GX's own result documents, kept beside validation.json
 
 
 def topology_checks() -> list[Check]:
@@ -68,6 +69,12 @@ def topology_checks() -> list[Check]:
             "slo_target must be a fraction such as 0.999; the value is ignored",
         ),
         Check(
+            "self_dependency",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeInSet(column="self_dependency", value_set=[False]),
+            "a service lists itself in depends_on; that dependency is ignored",
+        ),
+        Check(
             "traffic_weight_out_of_range",
             "warn",
             lambda e: e.ExpectColumnValuesToBeBetween(
@@ -78,7 +85,9 @@ def topology_checks() -> list[Check]:
     ]
 
 
-def incident_checks(table_format: str, services: list[str], incident_ids: list[str]) -> list[Check]:
+def incident_checks(
+    table_format: str, services: list[str], incident_ids: list[str], now: pd.Timestamp
+) -> list[Check]:
     checks = [
         Check(
             "missing_incident_id",
@@ -103,6 +112,12 @@ def incident_checks(table_format: str, services: list[str], incident_ids: list[s
             "soft",
             lambda e: e.ExpectColumnValuesToNotBeNull(column="started_at"),
             "started_at is empty or not an ISO-8601 timestamp",
+        ),
+        Check(
+            "future_timestamp",
+            "soft",
+            lambda e: e.ExpectColumnValuesToBeBetween(column="last_timestamp", max_value=now),
+            "started_at or resolved_at is in the future",
         ),
     ]
     if table_format == "contract":
@@ -142,8 +157,11 @@ def incident_checks(table_format: str, services: list[str], incident_ids: list[s
     return checks
 
 
-def run_suite(name: str, frame: pd.DataFrame, checks: list[Check]) -> list[dict[str, Any]]:
-    """Run the checks as one GX expectation suite; one result dict per check, with failing rows."""
+def run_suite(
+    name: str, frame: pd.DataFrame, checks: list[Check]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the checks as one GX expectation suite: one result dict per check, with its failing
+    rows, and GX's own result document (lists cut to GX_EXAMPLES items) to keep beside them."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -185,12 +203,31 @@ def run_suite(name: str, frame: pd.DataFrame, checks: list[Check]) -> list[dict[
                 "rows": rows,
             }
         )
-    return outcomes
+    return outcomes, _trimmed(result.describe_dict())
 
 
-def validate_topology(table: Table) -> tuple[Topology, dict[str, Any], list[str]]:
+GX_EXAMPLES = 100
+
+
+def _trimmed(document: Any) -> Any:
+    """GX's result document with every list cut to GX_EXAMPLES items (a million bad rows must
+    not make a million-line file)."""
+    if isinstance(document, dict):
+        return {k: _trimmed(v) for k, v in document.items()}
+    if isinstance(document, list | tuple):
+        return [_trimmed(v) for v in document[:GX_EXAMPLES]]
+    return document
+
+
+def validate_topology(
+    table: Table,
+) -> tuple[Topology, dict[str, Any], list[str], dict[str, Any]]:
     frame = table.frame
-    outcomes = run_suite("topology", frame, topology_checks())
+    frame["self_dependency"] = [
+        isinstance(s, str) and s in deps
+        for s, deps in zip(frame["service"], frame["depends_on"], strict=True)
+    ]
+    outcomes, gx_result = run_suite("topology", frame, topology_checks())
     _raise_on_hard_failure(
         outcomes, table, column_of={"missing_service": "service", "duplicate_service": "service"}
     )
@@ -202,8 +239,9 @@ def validate_topology(table: Table) -> tuple[Topology, dict[str, Any], list[str]
         )
     for outcome in outcomes:
         if outcome["level"] == "warn" and outcome["rows"]:
-            column = outcome["reason"].removesuffix("_out_of_range")
-            frame.loc[frame[ROW].isin(outcome["rows"]), column] = float("nan")
+            if outcome["reason"].endswith("_out_of_range"):
+                column = outcome["reason"].removesuffix("_out_of_range")
+                frame.loc[frame[ROW].isin(outcome["rows"]), column] = float("nan")
             warnings.append(_warning_line(table.path, outcome))
     topology = Topology.from_frame(frame)
     if topology.implicit:
@@ -217,7 +255,7 @@ def validate_topology(table: Table) -> tuple[Topology, dict[str, Any], list[str]
             "ways; each service is counted once per cascade"
         )
     report = _input_report(table, len(frame), len(frame), {}, outcomes)
-    return topology, report, warnings
+    return topology, report, warnings, gx_result
 
 
 def _raise_on_hard_failure(
@@ -252,10 +290,14 @@ def _warning_line(path: str, outcome: dict[str, Any]) -> str:
 
 
 def validate_incidents(
-    table: Table, topology: Topology, as_of: datetime, history_days: int
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], list[str]]:
+    table: Table,
+    topology: Topology,
+    as_of: datetime,
+    history_days: int,
+    aliases: dict[str, str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], list[str], dict[str, Any]]:
     frame = table.frame.copy()
-    frame["service"] = _match_service_names(frame["service"], topology.services)
+    frame["service"] = _match_service_names(frame["service"], topology.services, aliases or {})
     # Null only where a severity was given but not recognised (empty is simply unknown).
     frame["severity_check"] = frame["severity"].where(frame["severity_raw"] != "", "not given")
     reasons: dict[int, list[str]] = {}
@@ -266,8 +308,11 @@ def validate_incidents(
     for row in frame.loc[duplicated, ROW]:
         reasons.setdefault(int(row), []).append("duplicate")
     ids = sorted(frame["incident_id"].dropna().astype(str).unique())
-    checks = incident_checks(table.format, list(topology.services), ids)
-    outcomes = run_suite("incidents", frame, checks)
+    # Clocks drift: only a timestamp more than five minutes ahead of this machine is "future".
+    now = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=5)
+    frame["last_timestamp"] = frame[["started_at", "resolved_at"]].max(axis=1)
+    checks = incident_checks(table.format, list(topology.services), ids, now)
+    outcomes, gx_result = run_suite("incidents", frame, checks)
     warnings: list[str] = []
     for outcome in outcomes:
         if not outcome["rows"]:
@@ -286,7 +331,11 @@ def validate_incidents(
     for row in frame.loc[outside, ROW]:
         reasons.setdefault(int(row), []).append("outside_window")
     quarantined = frame[ROW].isin(reasons)
-    used = frame.loc[~quarantined].drop(columns=["severity_check"]).reset_index(drop=True)
+    used = (
+        frame.loc[~quarantined]
+        .drop(columns=["severity_check", "last_timestamp"])
+        .reset_index(drop=True)
+    )
     quarantine = _quarantine_rows(table, reasons)
     by_reason = Counter(reason for row in reasons.values() for reason in row)
     report = _input_report(table, len(frame), len(used), dict(sorted(by_reason.items())), outcomes)
@@ -294,17 +343,48 @@ def validate_incidents(
     # it as days without incidents.
     earliest = frame["started_at"].min()
     report["data_start"] = earliest.isoformat() if pd.notna(earliest) else None
-    return used, quarantine, report, warnings
+    return used, quarantine, report, warnings, gx_result
 
 
 def _rows_of(outcomes: list[dict[str, Any]], reason: str) -> list[int]:
     return next(o["rows"] for o in outcomes if o["reason"] == reason)
 
 
-def _match_service_names(names: pd.Series, services: tuple[str, ...]) -> pd.Series:
-    """Incident service names matched to the topology's spelling, ignoring case and spaces."""
+def _match_service_names(
+    names: pd.Series, services: tuple[str, ...], aliases: dict[str, str]
+) -> pd.Series:
+    """Incident service names matched to the topology's spelling, ignoring case, spaces and
+    `-`/`_`, after the aliases file has renamed the names it knows."""
     canonical = {_name_key(s): s for s in services}
-    return names.map(lambda n: canonical.get(_name_key(n), n) if isinstance(n, str) else n)
+    renamed = {_name_key(a): s for a, s in aliases.items()}
+
+    def match(name: object) -> object:
+        if not isinstance(name, str):
+            return name
+        key = _name_key(renamed.get(_name_key(name), name))
+        return canonical.get(key, renamed.get(_name_key(name), name))
+
+    return names.map(match)
+
+
+def read_aliases(location: str) -> dict[str, str]:
+    """Service aliases: a CSV with columns alias,service, or a YAML mapping alias: service."""
+    if location.lower().endswith((".yaml", ".yml")):
+        import yaml
+
+        from whatif.sources import decode, read_bytes
+
+        data = yaml.safe_load(decode(read_bytes(location), location)) or {}
+        if not isinstance(data, dict):
+            raise UserError("an aliases YAML file must map alias: service", file=location)
+        return {str(k): str(v) for k, v in data.items()}
+    from whatif.sources import read_table
+
+    table = read_table(location)
+    for column in ("alias", "service"):
+        if column not in table:
+            raise UserError("required column missing", file=location, row=1, column=column)
+    return dict(zip(table["alias"], table["service"], strict=True))
 
 
 def _name_key(name: str) -> str:
@@ -344,12 +424,16 @@ def _input_report(
 
 
 def validate(
-    incidents: Table, topology_table: Table, as_of: datetime, history_days: int
+    incidents: Table,
+    topology_table: Table,
+    as_of: datetime,
+    history_days: int,
+    aliases: dict[str, str] | None = None,
 ) -> Validated:
     """Validate both inputs; raise UserError on a hard failure or when no incident is usable."""
-    topology, topology_report, warnings = validate_topology(topology_table)
-    used, quarantine, incident_report, incident_warnings = validate_incidents(
-        incidents, topology, as_of, history_days
+    topology, topology_report, warnings, topology_gx = validate_topology(topology_table)
+    used, quarantine, incident_report, incident_warnings, incident_gx = validate_incidents(
+        incidents, topology, as_of, history_days, aliases
     )
     warnings += incident_warnings
     if used.empty:
@@ -375,4 +459,5 @@ def validate(
         "inputs": {"incidents": incident_report, "topology": topology_report},
         "warnings": warnings,
     }
-    return Validated(used, topology, quarantine, report)
+    gx_results = {"incidents": incident_gx, "topology": topology_gx}
+    return Validated(used, topology, quarantine, report, gx_results)

@@ -1,0 +1,253 @@
+"""Read raw tables from where incident data lives: local files, any ObjectStoragePath URL
+(file://, s3://...) and SQL databases.
+
+A raw table is every cell as text ('' when empty) plus `_row`, the row's number in its source
+(the header is row 1, as in a spreadsheet). Encodings, delimiters and formats are detected,
+never guessed silently: anything that cannot be read is a one-line UserError naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from whatif.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ROW = "_row"
+PARQUET_SUFFIXES = (".parquet", ".pq")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+DELIMITERS = ",;\t|"
+MAX_FIELD = 10_000_000  # bytes in one CSV field; far above any real incident description
+
+
+def is_url(location: str) -> bool:
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", location))
+
+
+def read_bytes(location: str, conn_id: str | None = None) -> bytes:
+    """The bytes at a local path or an ObjectStoragePath URL (`conn_id` for its credentials)."""
+    if is_url(location) and not location.startswith("file://"):
+        from airflow.sdk import ObjectStoragePath  # only object storage needs Airflow
+
+        path = (
+            ObjectStoragePath(location, conn_id=conn_id) if conn_id else ObjectStoragePath(location)
+        )
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise UserError(
+                "not found in object storage",
+                file=location,
+                hint="check the URL and the connection",
+            ) from None
+        except PermissionError as error:
+            raise UserError(
+                f"access denied: {error}",
+                file=location,
+                hint=f"check the credentials of connection {conn_id!r}",
+            ) from None
+    path = Path(location.removeprefix("file://"))
+    if not path.exists():
+        raise UserError("file not found", file=location, hint="check the path")
+    if path.is_dir():
+        raise UserError("is a folder, not a file", file=location)
+    return path.read_bytes()
+
+
+def read_table(location: str, conn_id: str | None = None) -> pd.DataFrame:
+    """A raw table from a CSV, Parquet or JSON Lines file (chosen by the name's suffix)."""
+    data = read_bytes(location, conn_id)
+    suffix = Path(location.split("?")[0]).suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        frame = _read_parquet(data, location)
+    elif suffix in JSONL_SUFFIXES:
+        frame = _read_json_lines(data, location)
+    else:
+        frame = _read_csv(data, location)
+    return with_rows(frame, first=2)
+
+
+def with_rows(frame: pd.DataFrame, first: int) -> pd.DataFrame:
+    """Lower-case, trimmed column names; every cell as text; `_row` numbering from `first`."""
+    frame = frame.copy()
+    frame.columns = [str(c).strip().lstrip("\ufeff").strip().lower() for c in frame.columns]
+    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    if duplicated:
+        raise UserError("the header names this column twice", row=1, column=duplicated[0])
+    frame = frame.astype(object).where(frame.notna(), "").astype(str)
+    frame[ROW] = np.arange(first, len(frame) + first)
+    return frame
+
+
+def _read_parquet(data: bytes, location: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(io.BytesIO(data))
+    except Exception as error:  # pyarrow raises many types for a file that is not Parquet
+        raise UserError(
+            f"not a readable Parquet file: {_first_line(error)}", file=location
+        ) from None
+    for column in frame.columns:  # timestamps as ISO text, like every other source
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            frame[column] = frame[column].map(lambda t: "" if pd.isna(t) else t.isoformat())
+    return frame
+
+
+def _read_json_lines(data: bytes, location: str) -> pd.DataFrame:
+    text = decode(data, location)
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            import json
+
+            value = json.loads(line)
+        except ValueError as error:
+            raise UserError(
+                f"not a JSON object: {error.args[0]}", file=location, row=number
+            ) from None
+        if not isinstance(value, dict):
+            raise UserError("each line must be a JSON object", file=location, row=number)
+        rows.append(
+            {
+                k: "" if v is None else (v if isinstance(v, str) else _json_text(v))
+                for k, v in value.items()
+            }
+        )
+    if not rows:
+        raise UserError("the file is empty", file=location)
+    return pd.DataFrame(rows)
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def decode(data: bytes, location: str) -> str:
+    """Text from bytes: UTF-8 (with or without BOM) or UTF-16 with a BOM; otherwise Windows-1252
+    / Latin-1 with a warning. Binary content is refused."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if b"\x00" in data[:65536]:
+        raise UserError(
+            "binary content, not a text file",
+            file=location,
+            hint="export the data as CSV, Parquet or JSON Lines",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        encoding = "cp1252"
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            encoding, text = "latin-1", data.decode("latin-1")
+        log.warning(
+            "%s: not UTF-8; read as %s (save as UTF-8 to be sure of accents)", location, encoding
+        )
+        return text
+
+
+def sniff_delimiter(text: str) -> str:
+    """`,` unless the header line clearly uses `;`, a tab or `|` instead."""
+    header = text.split("\n", 1)[0]
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    if counts[best] == 0:
+        return ","
+    try:
+        return csv.Sniffer().sniff(text[:65536], delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return best
+
+
+def _read_csv(data: bytes, location: str) -> pd.DataFrame:
+    text = decode(data, location)
+    if not text.strip():
+        raise UserError("the file is empty", file=location)
+    delimiter = sniff_delimiter(text)
+    csv.field_size_limit(MAX_FIELD)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            sep=delimiter,
+            skipinitialspace=True,
+            engine="c",
+        )
+    except pd.errors.ParserError as error:
+        message = _first_line(error)
+        line = re.search(r"line (\d+)", message)
+        raise UserError(
+            f"not a well-formed CSV file: {message}",
+            file=location,
+            row=int(line.group(1)) if line else None,
+            hint="every row needs as many fields as the header",
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise UserError("the file is empty", file=location) from None
+    return frame
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+Fetch = Callable[[str, dict[str, Any]], pd.DataFrame]
+
+
+def read_sql(query_file: Path, fetch: Fetch, params: dict[str, Any], display: str) -> pd.DataFrame:
+    """A raw table from a SQL query file, run with bind parameters (never string formatting)."""
+    try:
+        frame = fetch(query_file.read_text(encoding="utf-8"), params)
+    except FileNotFoundError:
+        raise UserError("SQL file not found", file=str(query_file)) from None
+    for column in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            frame[column] = frame[column].map(lambda t: "" if pd.isna(t) else t.isoformat())
+    return with_rows(frame, first=1)
+
+
+def sqlalchemy_fetch(url: Any) -> Fetch:
+    """Run queries through SQLAlchemy on a database URL (the CLI's --incidents-sql-url) or an
+    Engine (the DAG's, from its connection's hook)."""
+
+    def fetch(sql: str, params: dict[str, Any]) -> pd.DataFrame:
+        import sqlalchemy
+
+        try:
+            engine = sqlalchemy.create_engine(url) if isinstance(url, str) else url
+            with engine.connect() as connection:
+                return pd.read_sql_query(sqlalchemy.text(sql), connection, params=params)
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            raise UserError(
+                f"the query failed: {_first_line(error.orig or error)}",
+                file=redact(str(url)),
+                hint="check the URL and that the tables exist "
+                "(whatif load-sample --db-url creates them)",
+            ) from None
+        except ModuleNotFoundError as error:
+            raise UserError(f"no database driver: {error.name}", file=redact(str(url))) from None
+
+    return fetch
+
+
+def redact(url: str) -> str:
+    """A database URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
