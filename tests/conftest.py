@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import textwrap
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,3 +77,72 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str,
         return code, captured.out, captured.err
 
     return run
+
+
+PG_ADMIN_URL = os.environ.get("WHATIF_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's standalone S3 server on loopback, with the sample uploaded to s3://data/."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        )
+        for _ in range(100):
+            try:
+                client.create_bucket(Bucket="data")
+                break
+            except Exception:  # the server is still starting
+                time.sleep(0.1)
+        client.upload_file(str(SAMPLE_INCIDENTS), "data", "exports/incidents.csv")
+        client.upload_file(str(SAMPLE_TOPOLOGY), "data", "exports/topology.csv")
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"whatif_test_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def loaded_database(database) -> str:
+    from whatif.cli import main
+
+    assert main(["load-sample", "--db-url", database]) == 0
+    assert main(["load-sample", "--db-url", database]) == 0  # idempotent: replaces, no duplicates
+    return database

@@ -183,3 +183,59 @@ def test_a_user_error_fails_the_run_without_retries(airflow_home, tmp_path):
     )
     assert "STATE failed failed 1" in out
     assert not (tmp_path / "reports").exists()
+
+
+def _run_dag(home: Path, tmp_path: Path, conf: dict, **env: str) -> tuple[str, Path]:
+    reports = tmp_path / "reports"
+    conf = {"draws": 200, "scenarios": 3, "publish_targets": [reports.as_uri()], **conf}
+    out = run_python(
+        """
+        import json, sys
+        from airflow.dag_processing.dagbag import DagBag
+        dag = DagBag(dag_folder=sys.argv[1]).dags["what_if_scenarios"]
+        run = dag.test(run_conf=json.loads(sys.argv[2]))
+        print("STATE", run.state)
+    """,
+        airflow_env(home, WHATIF_WORK_DIR=str(tmp_path / "work"), **env),
+        str(DAGS),
+        json.dumps(conf),
+        timeout=600,
+    )
+    return out, reports / "latest"
+
+
+def test_dag_reads_object_storage_through_the_storage_connection(airflow_home, s3_server, tmp_path):
+    connection = {
+        "conn_type": "aws",
+        "login": "test",
+        "password": "test",
+        "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"},
+    }
+    out, latest = _run_dag(
+        airflow_home,
+        tmp_path,
+        {
+            "incidents": "s3://data/exports/incidents.csv",
+            "topology": "s3://data/exports/topology.csv",
+        },
+        AIRFLOW_CONN_WHATIF_DATA=json.dumps(connection),
+    )
+    assert "STATE success" in out
+    validation = json.loads((latest / "validation.json").read_text())
+    assert validation["inputs"]["incidents"]["path"] == "s3://data/exports/incidents.csv"
+    assert validation["inputs"]["incidents"]["rows_read"] == 677
+
+
+def test_dag_reads_sql_through_the_database_connection(airflow_home, loaded_database, tmp_path):
+    out, latest = _run_dag(
+        airflow_home,
+        tmp_path,
+        {"source": "sql", "topology_from_sql": True},
+        AIRFLOW_CONN_WHATIF_INCIDENTS_DB=loaded_database,
+    )
+    assert "STATE success" in out
+    validation = json.loads((latest / "validation.json").read_text())
+    assert validation["inputs"]["incidents"]["path"] == (
+        "connection whatif_incidents_db (extract_incidents.sql)"
+    )
+    assert validation["inputs"]["topology"]["rows_read"] == 28

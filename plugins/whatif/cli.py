@@ -33,6 +33,7 @@ from whatif.config import (
 from whatif.errors import UserError
 
 log = logging.getLogger("whatif")
+PROJECT_DATA = Path(__file__).resolve().parents[2] / "include" / "data"
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
@@ -159,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scenario_options(sim)
     sim.set_defaults(handler=cmd_simulate)
 
+    load = commands.add_parser(
+        "load-sample", help="create the SQL tables and load incidents and a topology into them"
+    )
+    load.add_argument(
+        "--db-url", required=True, metavar="URL", help="e.g. postgresql://user@127.0.0.1/incidents"
+    )
+    load.add_argument("--incidents", default=str(PROJECT_DATA / "incidents.csv"), metavar="PATH")
+    load.add_argument("--topology", default=str(PROJECT_DATA / "topology.csv"), metavar="PATH")
+    load.set_defaults(handler=cmd_load_sample)
+
     pub = commands.add_parser("publish", help="copy a run's artifacts to object storage")
     pub.add_argument("dir", metavar="DIR", help="folder written by `whatif run`")
     pub.add_argument(
@@ -282,6 +293,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load_sample(args: argparse.Namespace) -> int:
+    from whatif.sample_db import load_sample
+    from whatif.sources import redact
+
+    schema = pipeline.SQL_DIR / "schema.sql"
+    counts = load_sample(args.db_url, args.incidents, args.topology, schema)
+    print(
+        f"loaded {counts['incidents']} incident rows, {counts['services']} services and "
+        f"{counts['dependencies']} dependencies into {redact(args.db_url)}"
+    )
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     source = Path(args.dir)
     if not (source / "scenarios.json").exists():
@@ -330,7 +354,18 @@ def configure_logging(verbose: bool) -> None:
         else "whatif: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("great_expectations", "matplotlib", "urllib3", "fsspec"):
+    # Libraries that log routine details at INFO (Airflow's settings, AWS credential lookups).
+    noisy_libraries = (
+        "great_expectations",
+        "matplotlib",
+        "urllib3",
+        "fsspec",
+        "airflow",
+        "botocore",
+        "aiobotocore",
+        "s3fs",
+    )
+    for noisy in noisy_libraries:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)

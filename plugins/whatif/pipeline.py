@@ -68,17 +68,18 @@ def _window(as_of: datetime, history_days: int) -> dict[str, datetime]:
     return {"window_start": as_of - timedelta(days=history_days), "window_end": as_of}
 
 
-def _fetch_raw(inputs: Inputs, name: str, params: dict[str, Any]) -> tuple[Any, str]:
-    """The raw table for `incidents` or `topology`, and the name messages should use."""
+def _fetch_raw(inputs: Inputs, name: str, params: dict[str, Any]) -> tuple[Any, str, bool]:
+    """The raw table for `incidents` or `topology`, the name messages should use, and whether
+    it came from SQL."""
     from_sql = inputs.sql is not None and (name == "incidents" or inputs.topology_from_sql)
     if from_sql:
         query = SQL_DIR / f"extract_{name}.sql"
         display = f"{inputs.sql_display} ({query.name})"
-        return sources.read_sql(query, inputs.sql, params, display), display
+        return sources.read_sql(query, inputs.sql, params, display), display, True
     location = inputs.incidents if name == "incidents" else inputs.topology
     if not location:
         raise UserError(f"no {name} source given", hint=f"pass --{name} PATH or a SQL source")
-    return sources.read_table(location, inputs.conn_id), location
+    return sources.read_table(location, inputs.conn_id), location, False
 
 
 def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -
     params = _window(as_of, history_days)
     described: dict[str, Any] = {}
     for name in ("incidents", "topology"):
-        raw, display = _fetch_raw(inputs, name, params)
+        raw, display, from_sql = _fetch_raw(inputs, name, params)
         if name == "incidents":
             table = ingest.incidents_table(raw, display, inputs.mapping)
         else:
@@ -99,13 +100,15 @@ def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -
             "format": table.format,
             "rows": len(raw),
             "mapping": inputs.mapping if name == "incidents" else None,
+            # The query asked the database for the whole window: the history covers it.
+            "covers_from": params["window_start"].isoformat() if from_sql else None,
         }
     described["aliases"] = validate.read_aliases(inputs.aliases) if inputs.aliases else {}
     report.write_json(stage / SOURCES, described)
     return {k: v for k, v in described.items() if k != "aliases"}
 
 
-def _load_sources(workdir: Path) -> tuple[ingest.Table, ingest.Table, dict[str, str]]:
+def _load_sources(workdir: Path) -> tuple[ingest.Table, ingest.Table, dict[str, Any]]:
     stage = _stage(workdir)
     described = json.loads((stage / SOURCES).read_text())
     incidents = ingest.incidents_table(
@@ -116,13 +119,17 @@ def _load_sources(workdir: Path) -> tuple[ingest.Table, ingest.Table, dict[str, 
     topology = ingest.topology_table(
         pd.read_parquet(stage / "topology.raw.parquet"), described["topology"]["path"]
     )
-    return incidents, topology, described["aliases"]
+    return incidents, topology, described
 
 
 def run_validation(workdir: Path, as_of: datetime, history_days: int) -> dict[str, Any]:
     """Validate the staged inputs; write validation.json, quarantine.csv and the clean tables."""
-    incidents, topology, aliases = _load_sources(workdir)
-    result = validate.validate(incidents, topology, as_of, history_days, aliases)
+    incidents, topology, described = _load_sources(workdir)
+    result = validate.validate(incidents, topology, as_of, history_days, described["aliases"])
+    covers_from = described["incidents"].get("covers_from")
+    if covers_from:  # a SQL source returns only the window: its history starts no later
+        inputs_report = result.report["inputs"]["incidents"]
+        inputs_report["data_start"] = min(filter(None, (inputs_report["data_start"], covers_from)))
     workdir = Path(workdir)
     report.write_json(workdir / "validation.json", result.report)
     report.write_json(workdir / "gx_results.json", result.gx_results)

@@ -38,14 +38,16 @@ class Topology:
         declared = [str(s) for s in frame["service"]]
         named = [dep for deps in frame["depends_on"] for dep in deps]
         implicit = tuple(dict.fromkeys(d for d in named if d not in set(declared)))
-        services = tuple(declared) + implicit
+        # Sorted, so that results do not depend on the order rows arrive in (a file and a
+        # database query of the same topology give the same scenarios).
+        services = tuple(sorted(set(declared) | set(implicit)))
         index = {name: i for i, name in enumerate(services)}
-        pairs = [
+        pairs = sorted(
             (index[dep], index[svc])
             for svc, deps in zip(declared, frame["depends_on"], strict=True)
             for dep in deps
             if dep != svc
-        ]
+        )
         dependency = np.array([p[0] for p in pairs], dtype=np.int64)
         dependent = np.array([p[1] for p in pairs], dtype=np.int64)
         attributes = _attributes(frame, services, dependency)

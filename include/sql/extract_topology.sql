@@ -1,0 +1,16 @@
+-- The service topology, one row per service, `depends_on` as a ';'-separated list.
+-- Bind parameters :window_start and :window_end are available (unused here).
+SELECT
+    s.service,
+    coalesce(string_agg(d.depends_on, ';' ORDER BY d.depends_on), '') AS depends_on,
+    s.tier,
+    s.owner_team,
+    s.user_facing,
+    s.runbook_url,
+    s.oncall,
+    s.slo_target,
+    s.traffic_weight
+FROM whatif_services AS s
+LEFT JOIN whatif_service_dependencies AS d ON d.service = s.service
+GROUP BY s.service
+ORDER BY s.service

@@ -1,0 +1,242 @@
+"""Sources: files in three formats, object storage through a real S3-protocol server (moto),
+and PostgreSQL through include/sql, each giving the same result as the sample CSV."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SAMPLE_AS_OF, SAMPLE_INCIDENTS, SAMPLE_TOPOLOGY, write
+from whatif import ingest, pipeline, sources
+from whatif.errors import UserError
+
+
+def clean_tables(run_cli, out: Path, *source_args: str) -> tuple[str, str]:
+    """The validated incidents and topology that a source yields (as staged for the model)."""
+    code, _, err = run_cli(
+        "run", *source_args, "--out", out, "--as-of", SAMPLE_AS_OF, "--draws", "200"
+    )
+    assert code == 0, err
+    stage = out / pipeline.STAGE
+    return (stage / "incidents.csv").read_text(), (stage / "topology.csv").read_text()
+
+
+def scenarios_without_timestamp(out: Path) -> dict:
+    document = json.loads((out / "scenarios.json").read_text())
+    document.pop("generated_at")
+    return document
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The sample run from the CSV files, the result every other source must reproduce."""
+    from whatif.cli import main
+
+    out = tmp_path_factory.mktemp("reference")
+    assert (
+        main(
+            [
+                "run",
+                "--incidents",
+                str(SAMPLE_INCIDENTS),
+                "--topology",
+                str(SAMPLE_TOPOLOGY),
+                "--out",
+                str(out),
+                "--as-of",
+                SAMPLE_AS_OF,
+                "--draws",
+                "200",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_parquet_and_json_lines_give_the_same_result_as_csv(suffix, reference, run_cli, tmp_path):
+    frame = pd.read_csv(SAMPLE_INCIDENTS, dtype=str, keep_default_na=False)
+    path = tmp_path / f"incidents{suffix}"
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    incidents, _ = clean_tables(
+        run_cli, tmp_path / "out", "--incidents", path, "--topology", SAMPLE_TOPOLOGY
+    )
+    assert incidents == (reference / pipeline.STAGE / "incidents.csv").read_text()
+    assert (
+        scenarios_without_timestamp(tmp_path / "out")["scenarios"]
+        == (scenarios_without_timestamp(reference)["scenarios"])
+    )
+
+
+def test_file_urls_work_like_paths(reference, run_cli, tmp_path):
+    incidents, _ = clean_tables(
+        run_cli,
+        tmp_path / "out",
+        "--incidents",
+        SAMPLE_INCIDENTS.as_uri(),
+        "--topology",
+        SAMPLE_TOPOLOGY.as_uri(),
+    )
+    assert incidents == (reference / pipeline.STAGE / "incidents.csv").read_text()
+
+
+def test_aliases_rename_services_before_matching(run_cli, tmp_path):
+    text = SAMPLE_INCIDENTS.read_text().replace(",postgres-primary,", ",pg-main,")
+    incidents = write(tmp_path, "incidents.csv", text)
+    aliases = write(tmp_path, "aliases.csv", "alias,service\nPG-Main,postgres-primary\n")
+    args = [
+        "validate",
+        "--incidents",
+        incidents,
+        "--topology",
+        SAMPLE_TOPOLOGY,
+        "--as-of",
+        SAMPLE_AS_OF,
+        "--out",
+        tmp_path / "validation.json",
+    ]
+    code, _, _ = run_cli(*args)
+    unaliased = json.loads((tmp_path / "validation.json").read_text())["inputs"]["incidents"]
+    assert code == 0 and unaliased["quarantined_by_reason"]["unknown_service"] > 0
+    code, _, _ = run_cli(*args, "--aliases", aliases)
+    aliased = json.loads((tmp_path / "validation.json").read_text())["inputs"]["incidents"]
+    assert code == 0 and "unknown_service" not in aliased["quarantined_by_reason"]
+
+
+def test_yaml_aliases(tmp_path):
+    from whatif.validate import read_aliases
+
+    path = write(tmp_path, "aliases.yaml", "pg-main: postgres-primary\n'Web FE': web-frontend\n")
+    assert read_aliases(str(path)) == {"pg-main": "postgres-primary", "Web FE": "web-frontend"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-03-01 12:00:00 Europe/Paris", "2026-03-01T11:00:00+00:00"),
+        ("2026-07-01T12:00:00 [America/New_York]", "2026-07-01T16:00:00+00:00"),
+        ("2026-07-01 09:00 PDT", "2026-07-01T16:00:00+00:00"),
+        ("2026-07-01 09:00 Mars/Olympus", None),
+    ],
+)
+def test_named_time_zones(text, expected):
+    parsed = ingest.parse_timestamps(pd.Series([text])).iloc[0]
+    assert (None if pd.isna(parsed) else parsed.isoformat()) == expected
+
+
+def test_naive_timestamps_of_a_mapping_use_its_zone():
+    parsed = ingest.parse_timestamps(pd.Series(["2026-01-15 09:30:00"]), "America/Chicago")
+    assert parsed.iloc[0].isoformat() == "2026-01-15T15:30:00+00:00"
+
+
+# --- object storage: a real S3-protocol server ------------------------------------------
+
+
+@pytest.fixture
+def aws_env(s3_server, monkeypatch) -> str:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return s3_server
+
+
+def test_s3_urls_give_the_same_result_as_the_files(aws_env, reference, run_cli, tmp_path):
+    incidents, topology = clean_tables(
+        run_cli,
+        tmp_path / "out",
+        "--incidents",
+        "s3://data/exports/incidents.csv",
+        "--topology",
+        "s3://data/exports/topology.csv",
+    )
+    assert incidents == (reference / pipeline.STAGE / "incidents.csv").read_text()
+    assert topology == (reference / pipeline.STAGE / "topology.csv").read_text()
+
+
+def test_missing_s3_object_is_a_one_line_error(aws_env, run_cli):
+    code, _, err = run_cli(
+        "validate", "--incidents", "s3://data/exports/nope.csv", "--topology", SAMPLE_TOPOLOGY
+    )
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (
+        "whatif: error: s3://data/exports/nope.csv: not found in object storage "
+        "(check the URL and the connection)"
+    )
+
+
+# --- PostgreSQL: include/sql on a real server ------------------------------------------
+
+
+def test_load_sample_fills_the_tables_once(loaded_database):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(loaded_database)
+    with engine.connect() as connection:
+        incidents = connection.exec_driver_sql("SELECT count(*) FROM whatif_incidents").scalar()
+        services = connection.exec_driver_sql("SELECT count(*) FROM whatif_services").scalar()
+    engine.dispose()
+    assert incidents == len(SAMPLE_INCIDENTS.read_text().strip().splitlines()) - 1
+    assert services == len(SAMPLE_TOPOLOGY.read_text().strip().splitlines()) - 1
+
+
+def test_sql_source_equals_the_file_source_row_for_row(
+    loaded_database, reference, run_cli, tmp_path
+):
+    incidents, topology = clean_tables(
+        run_cli, tmp_path / "out", "--incidents-sql-url", loaded_database, "--topology-from-sql"
+    )
+    assert incidents == (reference / pipeline.STAGE / "incidents.csv").read_text()
+    assert topology == (reference / pipeline.STAGE / "topology.csv").read_text()
+    assert (
+        scenarios_without_timestamp(tmp_path / "out")["scenarios"]
+        == (scenarios_without_timestamp(reference)["scenarios"])
+    )
+    assert (tmp_path / "out" / "model.json").read_bytes() == (reference / "model.json").read_bytes()
+
+
+def test_sql_window_comes_from_bind_parameters(loaded_database):
+    frame = sources.read_sql(
+        pipeline.SQL_DIR / "extract_incidents.sql",
+        sources.sqlalchemy_fetch(loaded_database),
+        {
+            "window_start": pd.Timestamp("2025-01-01T00:00:00Z"),
+            "window_end": pd.Timestamp("2025-02-01T00:00:00Z"),
+        },
+        "db",
+    )
+    started = pd.to_datetime(frame["started_at"], utc=True)
+    assert len(frame) > 0
+    assert started.min() > pd.Timestamp("2025-01-01T00:00:00Z")
+    assert started.max() <= pd.Timestamp("2025-02-01T00:00:00Z")
+    assert list(frame["_row"]) == list(range(1, len(frame) + 1))
+
+
+def test_bad_database_url_is_one_line_without_the_password(run_cli):
+    url = "postgresql://someone:s3cret@127.0.0.1:5432/does_not_exist_db"
+    code, _, err = run_cli("validate", "--incidents-sql-url", url, "--topology", SAMPLE_TOPOLOGY)
+    assert code == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("whatif: error: postgresql://someone:***@127.0.0.1:5432/")
+    assert "s3cret" not in err and "Traceback" not in err
+
+
+def test_source_flags_must_make_sense(run_cli):
+    code, _, err = run_cli("validate", "--topology", SAMPLE_TOPOLOGY)
+    assert code == 2 and "give --incidents PATH|URL or --incidents-sql-url URL" in err
+    code, _, err = run_cli("validate", "--incidents", SAMPLE_INCIDENTS, "--topology-from-sql")
+    assert code == 2 and "--topology-from-sql needs --incidents-sql-url" in err
+
+
+def test_unreadable_sql_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="SQL file not found"):
+        sources.read_sql(tmp_path / "missing.sql", lambda sql, params: pd.DataFrame(), {}, "db")
