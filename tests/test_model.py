@@ -77,9 +77,10 @@ def test_rate_intervals_are_calibrated_and_no_rate_is_zero():
     history = poisson_history(rng, rates, 730)
     services = [f"s{i}" for i in range(150)]
     doc = model.fit(history, Topology.from_frame(topology_frame(services)), AS_OF, 730)
+    true_rate = {f"s{i}": rate for i, rate in enumerate(rates)}
     inside = [
-        s.root_rate_per_day.p05 <= rates[i] <= s.root_rate_per_day.p95
-        for i, s in enumerate(doc.services)
+        s.root_rate_per_day.p05 <= true_rate[s.service] <= s.root_rate_per_day.p95
+        for s in doc.services
     ]
     assert 0.8 <= np.mean(inside) <= 0.98  # nominal 90 %
     assert min(s.root_rate_per_day.mean for s in doc.services) > 0
@@ -164,7 +165,8 @@ def test_durations_are_partially_pooled_towards_the_fleet():
     doc = model.fit(
         incidents_frame(rows), Topology.from_frame(topology_frame(["slow", "rare"])), AS_OF, 730
     )
-    slow, rare = doc.services
+    by_name = {s.service: s for s in doc.services}
+    slow, rare = by_name["slow"], by_name["rare"]
     assert slow.mttr_minutes.p50 == pytest.approx(240, rel=0.1)
     assert slow.mttr_minutes.p90 > slow.mttr_minutes.p50
     # One 5-minute incident is weak evidence: the estimate moves towards the fleet, not to 5.
@@ -199,7 +201,8 @@ def test_mixes_are_probabilities_shrunk_towards_the_fleet():
         assert sum(service.failure_modes.values()) == pytest.approx(1.0, abs=1e-5)
         assert sum(service.severity_probabilities.values()) == pytest.approx(1.0, abs=1e-5)
         assert set(service.failure_modes) == set(FAILURE_MODES)
-    db, api = doc.services
+    by_name = {s.service: s for s in doc.services}
+    db, api = by_name["db"], by_name["api"]
     assert max(db.failure_modes, key=db.failure_modes.get) == "database"
     assert db.failure_modes["database"] > 0.8
     # api saw one deployment failure; the fleet's database-heavy mix still weighs in.

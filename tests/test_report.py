@@ -6,7 +6,7 @@ import json
 
 from conftest import INCIDENTS_CSV, TOPOLOGY_CSV, write
 from whatif import pipeline, report
-from whatif.config import RunConfig
+from whatif.config import RunConfig, WhatIf
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -18,7 +18,7 @@ def test_html_escapes_every_piece_of_data(tmp_path):
     pipeline.run_all(
         pipeline.Inputs(incidents=str(incidents), topology=str(topology)),
         out,
-        RunConfig(draws=200, scenarios=3, as_of=None, history_days=3650),
+        RunConfig(draws=200, scenarios=3, history_days=3650, what_if=(WhatIf("db"),)),
     )
     html = (out / "report.html").read_text()
     assert HOSTILE not in html
