@@ -21,6 +21,7 @@ The mapped table keeps every source row's `_row`, so errors and quarantine point
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,10 @@ from typing import Any
 import pandas as pd
 
 from whatif.errors import UserError
+from whatif.schemas import INCIDENT_OPTIONAL, INCIDENT_REQUIRED
 from whatif.sources import ROW
+
+log = logging.getLogger(__name__)
 
 MAPPINGS_DIR = Path(
     os.environ.get(
@@ -80,6 +84,18 @@ def _parse(spec: dict[str, Any], path: Path) -> Mapping:
         )
         for target, source in spec["columns"].items()
     }
+    constants = {str(k): str(v) for k, v in (spec.get("constants") or {}).items()}
+    contract = (*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL)
+    unknown = [t for t in (*columns, *constants) if t not in contract]
+    if unknown:
+        raise UserError(
+            f"{unknown[0]!r} is not a column of the data contract",
+            file=str(path),
+            hint=f"map onto {', '.join(contract)}",
+        )
+    missing = [t for t in INCIDENT_REQUIRED if t not in columns and t not in constants]
+    if missing:
+        raise UserError(f"the mapping does not say where {missing[0]} comes from", file=str(path))
     return Mapping(
         name=str(spec.get("name") or path.stem),
         columns=columns,
@@ -89,7 +105,7 @@ def _parse(spec: dict[str, Any], path: Path) -> Mapping:
             str(k): {str(a).strip().lower(): str(b) for a, b in v.items()}
             for k, v in (spec.get("values") or {}).items()
         },
-        constants={str(k): str(v) for k, v in (spec.get("constants") or {}).items()},
+        constants=constants,
         description=str(spec.get("description") or ""),
     )
 
@@ -99,6 +115,15 @@ def apply(raw: pd.DataFrame, mapping: Mapping, display: str) -> pd.DataFrame:
     out = pd.DataFrame({ROW: raw[ROW]})
     for target, candidates in mapping.columns.items():
         present = [c for c in candidates if c in raw.columns]
+        if not present and target not in INCIDENT_REQUIRED:  # optional: leave it empty
+            log.warning(
+                "%s: no column %s in the file; the %s mapping leaves %s empty",
+                display,
+                " or ".join(candidates),
+                mapping.name,
+                target,
+            )
+            continue
         if not present:
             raise UserError(
                 f"the {mapping.name} mapping needs one of these columns: {', '.join(candidates)}",
@@ -113,14 +138,14 @@ def apply(raw: pd.DataFrame, mapping: Mapping, display: str) -> pd.DataFrame:
         out[target] = values
     for target, value in mapping.constants.items():
         out[target] = value
-    for target, table in mapping.values.items():
-        if target in out:
-            out[target] = out[target].map(lambda v, t=table: t.get(str(v).strip().lower(), v))
-    for target, separator in mapping.split.items():
+    for target, separator in mapping.split.items():  # before `values`: they name one item
         if target in out:
             out[target] = out[target].map(
                 lambda v, s=separator: [p.strip() for p in str(v).split(s) if p.strip()] or [""]
             )
             out = out.explode(target, ignore_index=True)
+    for target, table in mapping.values.items():
+        if target in out:
+            out[target] = out[target].map(lambda v, t=table: t.get(str(v).strip().lower(), v))
     out.attrs["timezone"] = mapping.timezone
     return out
