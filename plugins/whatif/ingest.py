@@ -95,14 +95,22 @@ def _detect_format(
     if set(notebook_keys) <= columns:
         return "notebook"
     missing = [c for c in required if c not in columns]
-    present = ", ".join(c for c in frame.columns if c != ROW)
     raise UserError(
-        f"required column missing (the file has: {present})",
+        f"required column missing (the file has: {_column_list(frame)})",
         file=path,
         row=1,
         column=missing[0],
         hint="see docs/data-contract.md for the columns",
     )
+
+
+def _column_list(frame: pd.DataFrame, shown: int = 12) -> str:
+    """The file's column names for a one-line message: a few, each printable (a binary or
+    mis-decoded file can have names of any length and content)."""
+    names = [c if c.isprintable() else repr(c) for c in map(str, frame.columns) if c != ROW]
+    names = [n if len(n) <= 40 else n[:37] + "..." for n in names]
+    more = f", ... ({len(names)} columns)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def load_incidents(
@@ -199,8 +207,17 @@ def parse_timestamps(values: pd.Series, zone: str = "UTC") -> pd.Series:
     plain = ~named & (text != "")
     if plain.any():
         parsed[plain] = _parse_iso(text[plain], zone)
-    for value in text[named].unique():
-        parsed[text == value] = _parse_named(value, zone)
+    if named.any():
+        # One vectorised parse per zone name, not per value: an export that writes the zone
+        # on every timestamp has about as many distinct values as rows.
+        parts = text[named].str.extract(_NAMED_ZONE)
+        names = parts["b"].fillna(parts["z"])
+        unnamed = names.isna()
+        if unnamed.any():
+            parsed[unnamed[unnamed].index] = _parse_iso(text[named][unnamed], zone)
+        for name in names.dropna().unique():
+            rows = names.index[names == name]
+            parsed[rows] = _parse_in_zone(parts.loc[rows, "time"], name, zone)
     return parsed
 
 
@@ -218,24 +235,18 @@ def _parse_iso(text: pd.Series, zone: str) -> pd.Series:
     return out
 
 
-def _parse_named(value: str, zone: str) -> pd.Timestamp:
-    """One timestamp with a zone name or abbreviation after it."""
-    match = _NAMED_ZONE.match(value)
-    if not match:
-        return _parse_iso(pd.Series([value]), zone).iloc[0]
-    name = match.group("b") or match.group("z")
-    time = match.group("time")
+def _parse_in_zone(times: pd.Series, name: str, zone: str) -> pd.Series:
+    """Timestamps written with the zone name or abbreviation `name` after them (NaT when
+    `name` is no zone)."""
     if name.upper() in ZONE_ABBREVIATIONS:
-        return _parse_iso(pd.Series([time + ZONE_ABBREVIATIONS[name.upper()]]), zone).iloc[0]
+        return _parse_iso(times + ZONE_ABBREVIATIONS[name.upper()], zone)
     try:
         from zoneinfo import ZoneInfo
 
         ZoneInfo(name)
-    except (KeyError, ValueError, ModuleNotFoundError):
-        return pd.NaT
-    except Exception:  # ZoneInfoNotFoundError and friends: not a zone
-        return pd.NaT
-    return _parse_iso(pd.Series([time]), name).iloc[0]
+    except Exception:  # ZoneInfoNotFoundError (a KeyError), ValueError...: not a zone
+        return pd.Series(pd.NaT, index=times.index, dtype="datetime64[ns, UTC]")
+    return _parse_iso(times, name)
 
 
 def normalise_severity(value: str) -> str | None:

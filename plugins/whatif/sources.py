@@ -12,7 +12,7 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 DELIMITERS = ",;\t|"
 MAX_FIELD = 10_000_000  # bytes in one CSV field; far above any real incident description
+# C0 control bytes other than tab, LF and CR: text never has them in any number (UTF-8
+# multi-byte sequences never contain bytes below 0x80), binary files are full of them.
+CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13))
 
 
 def is_url(location: str) -> bool:
@@ -61,31 +64,58 @@ def read_bytes(location: str, conn_id: str | None = None) -> bytes:
         raise UserError("file not found", file=location, hint="check the path")
     if path.is_dir():
         raise UserError("is a folder, not a file", file=location)
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as error:  # no permission, a device, a disk error: the user's to fix
+        raise UserError(
+            f"cannot be read: {error.strerror or error}", file=location, hint="check the file"
+        ) from None
 
 
 def read_table(location: str, conn_id: str | None = None) -> pd.DataFrame:
-    """A raw table from a CSV, Parquet or JSON Lines file (chosen by the name's suffix)."""
+    """A raw table from a CSV, Parquet or JSON Lines file (chosen by the name's suffix).
+
+    `_row` is the row a spreadsheet shows for a CSV file (blank lines count, as they do
+    there), the line number for JSON Lines, the position after a header row for Parquet."""
     data = read_bytes(location, conn_id)
     suffix = Path(location.split("?")[0]).suffix.lower()
+    rows: np.ndarray | None = None
     if suffix in PARQUET_SUFFIXES:
         frame = _read_parquet(data, location)
     elif suffix in JSONL_SUFFIXES:
-        frame = _read_json_lines(data, location)
+        frame, rows = _read_json_lines(data, location)
     else:
-        frame = _read_csv(data, location)
-    return with_rows(frame, first=2)
+        frame, rows = _read_csv(data, location)
+    if frame.empty:  # said here: later it would read as "no usable rows" in the other file
+        raise UserError(
+            "the file has a header but no data rows",
+            file=location,
+            hint="check that the export includes its rows",
+        )
+    return with_rows(frame, first=2, rows=rows, location=location)
 
 
-def with_rows(frame: pd.DataFrame, first: int) -> pd.DataFrame:
-    """Lower-case, trimmed column names; every cell as text; `_row` numbering from `first`."""
+def with_rows(
+    frame: pd.DataFrame,
+    first: int,
+    rows: np.ndarray | None = None,
+    location: str | None = None,
+) -> pd.DataFrame:
+    """Lower-case, trimmed column names; every cell as text; `_row` numbering from `first`,
+    or the given `rows` when the source's rows are not consecutive (blank lines)."""
     frame = frame.copy()
     frame.columns = [str(c).strip().lstrip("\ufeff").strip().lower() for c in frame.columns]
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
-        raise UserError("the header names this column twice", row=1, column=duplicated[0])
+        raise UserError(
+            "the header names this column twice",
+            file=location,
+            row=1,
+            column=duplicated[0],
+            hint="column names are compared ignoring case and spaces",
+        )
     frame = frame.astype(object).where(frame.notna(), "").astype(str)
-    frame[ROW] = np.arange(first, len(frame) + first)
+    frame[ROW] = np.arange(first, len(frame) + first) if rows is None else rows
     return frame
 
 
@@ -102,10 +132,14 @@ def _read_parquet(data: bytes, location: str) -> pd.DataFrame:
     return frame
 
 
-def _read_json_lines(data: bytes, location: str) -> pd.DataFrame:
+def _read_json_lines(data: bytes, location: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The objects, one a line, and their line numbers (a JSON Lines file has no header: a
+    row is named by its line, as in the errors below)."""
     text = decode(data, location)
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    rows, numbers = [], []
+    # Lines end at "\n" only: str.splitlines() would also break at U+2028 and friends, which
+    # JSON allows unescaped inside strings.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -124,9 +158,10 @@ def _read_json_lines(data: bytes, location: str) -> pd.DataFrame:
                 for k, v in value.items()
             }
         )
+        numbers.append(number)
     if not rows:
         raise UserError("the file is empty", file=location)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), np.array(numbers, dtype=np.int64)
 
 
 def _json_text(value: Any) -> str:
@@ -136,13 +171,18 @@ def _json_text(value: Any) -> str:
 
 
 def decode(data: bytes, location: str) -> str:
-    """Text from bytes: UTF-8 (with or without BOM) or UTF-16 with a BOM; otherwise Windows-1252
-    / Latin-1 with a warning. Binary content is refused."""
+    """Text from bytes: UTF-8 (with or without BOM) or UTF-16/32 with a BOM; otherwise
+    Windows-1252 / Latin-1 with a warning. Binary content is refused: NUL or control bytes,
+    which a single-byte decoding would otherwise turn into column names of garbage."""
+    if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):  # before UTF-16's
+        return _decode_unicode(data, "utf-32", location)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        return _decode_unicode(data, "utf-16", location)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    if b"\x00" in data[:65536]:
+    head = data[:65536]
+    controls = len(head) - len(head.translate(None, CONTROL_BYTES))
+    if b"\x00" in head or controls * 100 > len(head):
         raise UserError(
             "binary content, not a text file",
             file=location,
@@ -162,6 +202,18 @@ def decode(data: bytes, location: str) -> str:
         return text
 
 
+def _decode_unicode(data: bytes, encoding: str, location: str) -> str:
+    """Text in the encoding its byte-order mark names; a file cut short is a user error."""
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"not valid {encoding.upper()} text: {error.reason} at byte {error.start}",
+            file=location,
+            hint="save the file again, as UTF-8",
+        ) from None
+
+
 def sniff_delimiter(text: str) -> str:
     """`,` unless the header line clearly uses `;`, a tab or `|` instead."""
     header = text.split("\n", 1)[0]
@@ -175,10 +227,15 @@ def sniff_delimiter(text: str) -> str:
         return best
 
 
-def _read_csv(data: bytes, location: str) -> pd.DataFrame:
+def _read_csv(data: bytes, location: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The table and each row's number in the file (header = row 1; blank lines count)."""
     text = decode(data, location)
     if not text.strip():
         raise UserError("the file is empty", file=location)
+    if not text.split("\n", 1)[0].strip():
+        raise UserError(
+            "the first row is empty", file=location, row=1, hint="the header must be row 1"
+        )
     delimiter = sniff_delimiter(text)
     csv.field_size_limit(MAX_FIELD)
     try:
@@ -189,19 +246,63 @@ def _read_csv(data: bytes, location: str) -> pd.DataFrame:
             sep=delimiter,
             skipinitialspace=True,
             engine="c",
+            # Blank lines are read (and dropped below) so that every later row keeps the
+            # number a spreadsheet shows, as pandas' own error messages do.
+            skip_blank_lines=False,
         )
     except pd.errors.ParserError as error:
-        message = _first_line(error)
-        line = re.search(r"line (\d+)", message)
-        raise UserError(
-            f"not a well-formed CSV file: {message}",
-            file=location,
-            row=int(line.group(1)) if line else None,
-            hint="every row needs as many fields as the header",
-        ) from None
+        raise _csv_error(_first_line(error), location) from None
     except pd.errors.EmptyDataError:
         raise UserError("the file is empty", file=location) from None
-    return frame
+    rows = np.arange(2, len(frame) + 2)
+    blank = _blank_lines(text, delimiter, frame)
+    return frame.loc[~blank].reset_index(drop=True), rows[~blank]
+
+
+def _csv_error(message: str, location: str) -> UserError:
+    """pandas' tokenizer message as a UserError on the right row: its "line N" is the
+    1-based record (= the spreadsheet row), its "row N" the 0-based one."""
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if fields:
+        expected, row, saw = (int(n) for n in fields.groups())
+        return UserError(
+            f"{saw} fields where the header has {expected}",
+            file=location,
+            row=row,
+            hint="every row needs as many fields as the header; quote fields that contain "
+            "the delimiter",
+        )
+    quote = re.search(r"EOF inside string starting at row (\d+)", message)
+    if quote:
+        return UserError(
+            "a quoted field is never closed",
+            file=location,
+            row=int(quote.group(1)) + 1,
+            hint="close the quote; a quote inside a quoted field is written as two quotes",
+        )
+    return UserError(f"not a well-formed CSV file: {message}", file=location)
+
+
+def _records(text: str, delimiter: str) -> Iterator[list[str]]:
+    """The file's records through the csv module, read as pandas reads them above."""
+    return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
+
+
+def _blank_lines(text: str, delimiter: str, frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of `frame` are blank lines of the file: skipped, as by every CSV reader.
+    A row of empty fields (`,,,`) is not one: it stays, for validation to report it. Only
+    when some row is all empty is the file read again to tell the two apart."""
+    empty = (frame == "").all(axis=1).to_numpy()
+    if not empty.any():
+        return empty
+    try:
+        records = _records(text, delimiter)
+        blank = np.array([len(r) <= 1 and not "".join(r).strip() for r in records][1:])
+    except csv.Error:
+        return np.zeros(len(frame), dtype=bool)
+    if len(blank) != len(frame):  # the two readers disagree: keep every row, to be safe
+        return np.zeros(len(frame), dtype=bool)
+    return empty & blank
 
 
 def _first_line(error: Exception) -> str:
@@ -221,7 +322,7 @@ def read_sql(query_file: Path, fetch: Fetch, params: dict[str, Any], display: st
     for column in frame.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[column]):
             frame[column] = frame[column].map(lambda t: "" if pd.isna(t) else t.isoformat())
-    return with_rows(frame, first=1)
+    return with_rows(frame, first=1, location=display)
 
 
 def sqlalchemy_fetch(url: Any) -> Fetch:

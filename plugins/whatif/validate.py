@@ -85,9 +85,7 @@ def topology_checks() -> list[Check]:
     ]
 
 
-def incident_checks(
-    table_format: str, services: list[str], incident_ids: list[str], now: pd.Timestamp
-) -> list[Check]:
+def incident_checks(table_format: str, services: list[str], now: pd.Timestamp) -> list[Check]:
     checks = [
         Check(
             "missing_incident_id",
@@ -150,7 +148,7 @@ def incident_checks(
         Check(
             "unknown_caused_by",
             "warn",
-            lambda e: e.ExpectColumnValuesToBeInSet(column="caused_by", value_set=incident_ids),
+            lambda e: e.ExpectColumnValuesToBeInSet(column="unknown_caused_by", value_set=[False]),
             "caused_by names no incident in the file; the row counts as a root failure",
         ),
     ]
@@ -223,6 +221,12 @@ def validate_topology(
     table: Table,
 ) -> tuple[Topology, dict[str, Any], list[str], dict[str, Any]]:
     frame = table.frame
+    for column in ("slo_target", "traffic_weight"):
+        if column in table.raw:
+            # A value given but not a number ("abc", "NaN") fails the range check below like
+            # "inf" does, rather than being read as empty without a word.
+            given = table.raw[column].str.strip() != ""
+            frame.loc[given & frame[column].isna(), column] = float("inf")
     frame["self_dependency"] = [
         isinstance(s, str) and s in deps
         for s, deps in zip(frame["service"], frame["depends_on"], strict=True)
@@ -307,11 +311,14 @@ def validate_incidents(
     )
     for row in frame.loc[duplicated, ROW]:
         reasons.setdefault(int(row), []).append("duplicate")
-    ids = sorted(frame["incident_id"].dropna().astype(str).unique())
+    # A flag column, not a value set of every incident id: GX copies an expectation's
+    # arguments many times over, which takes minutes for the ids of a large export.
+    ids = set(frame["incident_id"].dropna().astype(str))
+    frame["unknown_caused_by"] = frame["caused_by"].notna() & ~frame["caused_by"].isin(ids)
     # Clocks drift: only a timestamp more than five minutes ahead of this machine is "future".
     now = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=5)
     frame["last_timestamp"] = frame[["started_at", "resolved_at"]].max(axis=1)
-    checks = incident_checks(table.format, list(topology.services), ids, now)
+    checks = incident_checks(table.format, list(topology.services), now)
     outcomes, gx_result = run_suite("incidents", frame, checks)
     warnings: list[str] = []
     for outcome in outcomes:
@@ -333,7 +340,7 @@ def validate_incidents(
     quarantined = frame[ROW].isin(reasons)
     used = (
         frame.loc[~quarantined]
-        .drop(columns=["severity_check", "last_timestamp"])
+        .drop(columns=["severity_check", "last_timestamp", "unknown_caused_by"])
         .reset_index(drop=True)
     )
     quarantine = _quarantine_rows(table, reasons)
@@ -391,12 +398,26 @@ def _name_key(name: str) -> str:
     return "".join(name.lower().split()).replace("_", "-")
 
 
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection): in
+# quarantine.csv, a file made to be opened in one, it is written with a leading quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """`value` as text a spreadsheet shows and never runs: a formula gets a leading `'`."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def _quarantine_rows(table: Table, reasons: dict[int, list[str]]) -> pd.DataFrame:
+    """The quarantined rows as read (every cell text), with file, reason and row; cells that
+    a spreadsheet would run as formulas are prefixed with `'`."""
     raw = table.raw.set_index(ROW)
     rows = sorted(reasons)
     quarantine = (
         raw.loc[rows].reset_index(names="row") if rows else raw.iloc[:0].reset_index(names="row")
     )
+    for column in quarantine.columns.drop("row"):
+        quarantine[column] = quarantine[column].map(spreadsheet_safe)
     quarantine.insert(0, "reason", [";".join(reasons[r]) for r in rows])
     quarantine.insert(0, "file", table.path)
     return quarantine
