@@ -22,10 +22,6 @@ TOOLS = ("pagerduty", "opsgenie", "incident-io", "jira")
 
 # The row of each fixture whose resolved time is before its start (header = row 1).
 RESOLVED_BEFORE_STARTED = {"pagerduty": 8, "opsgenie": 7, "incident-io": 8, "jira": 6}
-ENGINE_GAP_RESOLVED = (
-    "validate.incident_checks adds bad_resolved_at and resolved_before_started only for "
-    "format 'contract', so a 'mapping:<name>' table skips them"
-)
 
 
 def load(path: Path | str, mapping: str) -> ingest.Table:
@@ -82,7 +78,6 @@ def test_every_row_read_is_used_or_quarantined(tool):
     assert str(result.incidents["started_at"].dtype) == "datetime64[ns, UTC]"
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_GAP_RESOLVED)
 @pytest.mark.parametrize("tool", TOOLS)
 def test_resolved_before_started_is_quarantined_at_its_export_row(tool):
     row = RESOLVED_BEFORE_STARTED[tool]
@@ -162,9 +157,8 @@ def test_opsgenie_start_falls_back_to_created_at_and_offsets_become_utc():
 
 
 def test_opsgenie_repeated_record_keeps_the_latest_and_quarantines_the_earlier():
-    # The earlier copy was still open: once the engine checks resolved_at of mapped exports
-    # (see ENGINE_GAP_RESOLVED) it is also bad_resolved_at.
-    assert "duplicate" in reasons("opsgenie").get(9, set())
+    # The earlier copy was still open, so it has no end time either.
+    assert reasons("opsgenie").get(9) == {"duplicate", "bad_resolved_at"}
     latest = used("opsgenie", "318", "inventory")
     assert latest["_row"] == 10
     assert latest["resolved_at"] == utc("2026-08-08T09:35:00Z")
@@ -241,10 +235,6 @@ def test_jira_times_are_read_in_the_zone_a_copy_of_the_mapping_names(tmp_path):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest.parse_timestamps reads ISO-8601 only, not Jira's default 14/Jul/26 3:42 PM",
-)
 def test_jira_default_date_format_is_read():
     frame = load(EXPORTS / "jira-default-dates.csv", "jira").frame
     assert frame["started_at"].iloc[0] == utc("2026-07-14T15:42:00Z")
@@ -357,3 +347,46 @@ def test_cli_main_returns_zero_for_a_mapped_export():
     args = ["validate", "--incidents", str(EXPORTS / "pagerduty.csv")]
     args += ["--topology", str(SAMPLE_TOPOLOGY), "--mapping", "pagerduty", "--as-of", "2026-11-01"]
     assert main(args) == 0
+
+
+def test_a_split_row_is_used_or_quarantined_service_by_service(tmp_path):
+    mapping = write(
+        tmp_path,
+        "multi.yaml",
+        """\
+        name: multi
+        columns: {incident_id: id, service: services, started_at: start, resolved_at: end}
+        split: {service: "|"}
+        """,
+    )
+    export = write(
+        tmp_path,
+        "export.csv",
+        """\
+        id,services,start,end
+        A,checkout|ghost-service,2026-05-01T10:00:00Z,2026-05-01T11:00:00Z
+        B,payments,2026-05-02T10:00:00Z,2026-05-02T11:00:00Z
+        """,
+    )
+    table = ingest.incidents_table(sources.read_table(str(export)), str(export), str(mapping))
+    result = validate.validate(
+        table,
+        ingest.load_topology(str(SAMPLE_TOPOLOGY)),
+        datetime(2026, 11, 1, tzinfo=UTC),
+        HISTORY_DAYS,
+    )
+    assert sorted(
+        zip(result.incidents["incident_id"], result.incidents["service"], strict=True)
+    ) == [("A", "checkout"), ("B", "payments")]
+    quarantined = result.quarantine[["row", "split_service", "reason"]].to_dict("records")
+    assert quarantined == [
+        {"row": 2, "split_service": "ghost-service", "reason": "unknown_service"}
+    ]
+    report = result.report["inputs"]["incidents"]
+    assert (
+        report["rows_read"],
+        report["rows_used"],
+        report["rows_quarantined"],
+        report["source_rows"],
+    ) == (3, 2, 1, 2)
+    assert report["quarantined_by_reason"] == {"unknown_service": 1}

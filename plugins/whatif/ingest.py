@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -134,9 +135,9 @@ def incidents_table(raw: pd.DataFrame, display: str, mapping: str | None = None)
 def _incidents_from_contract(raw: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({ROW: raw[ROW]})
     for column in (*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL):
-        frame[column] = raw[column].map(_clean_text) if column in raw else ""
+        frame[column] = clean_text(raw[column]) if column in raw else ""
     zone = raw.attrs.get("timezone", "UTC")
-    return _type_incidents(frame, zone)
+    return _type_incidents(frame, zone, raw.attrs.get("timestamp_format"))
 
 
 def _incidents_from_notebook(raw: pd.DataFrame) -> pd.DataFrame:
@@ -159,15 +160,28 @@ def _clean_text(value: str) -> str:
     return re.sub(r"\s+", " ", str(value)).strip()
 
 
-def _type_incidents(frame: pd.DataFrame, zone: str) -> pd.DataFrame:
+def _map_distinct(values: pd.Series, function: Any) -> pd.Series:
+    """`values.map(function)`, calling it once per distinct value (a column of a million rows
+    has a handful of severities)."""
+    return values.map({value: function(value) for value in values.unique()})
+
+
+def clean_text(values: pd.Series) -> pd.Series:
+    """Runs of white space folded to one space and the ends trimmed, for a whole column."""
+    return values.astype(str).str.replace(r"\s+", " ", regex=True).str.strip()
+
+
+def _type_incidents(
+    frame: pd.DataFrame, zone: str, timestamp_format: str | None = None
+) -> pd.DataFrame:
     """Parse timestamps (unparseable -> NaT, for validation to report) and map vocabularies;
     naive timestamps are in `zone` (UTC unless a mapping says otherwise)."""
     frame["severity_raw"] = frame["severity"]
-    frame["severity"] = frame["severity"].map(normalise_severity)
-    frame["category"] = frame["category"].map(normalise_failure_mode)
+    frame["severity"] = _map_distinct(frame["severity"], normalise_severity)
+    frame["category"] = _map_distinct(frame["category"], normalise_failure_mode)
     for column in TIMESTAMP_COLUMNS:
         frame[f"{column}_raw"] = frame[column]
-        frame[column] = parse_timestamps(frame[column], zone)
+        frame[column] = parse_timestamps(frame[column], zone, timestamp_format)
     for column in ("incident_id", "service", "caused_by"):
         frame[column] = frame[column].replace("", pd.NA)
     return frame
@@ -197,12 +211,26 @@ _NAMED_ZONE = re.compile(
 )
 
 
-def parse_timestamps(values: pd.Series, zone: str = "UTC") -> pd.Series:
+def parse_timestamps(
+    values: pd.Series, zone: str = "UTC", timestamp_format: str | None = None
+) -> pd.Series:
     """ISO-8601 text to UTC. An offset is honoured; a trailing zone name ("Europe/Paris",
     "[America/New_York]", "PDT") is applied; a naive timestamp is in `zone` (UTC by default).
-    Bad or empty text becomes NaT, for validation to report."""
+    With `timestamp_format` (a mapping's, e.g. Jira's "%d/%b/%y %I:%M %p"), text in that format
+    is read first, in `zone`; the rest as above. Bad or empty text becomes NaT, for validation
+    to report."""
     text = values.astype(str).str.strip()
     parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    if timestamp_format:
+        formatted = pd.to_datetime(text, format=timestamp_format, errors="coerce")
+        done = formatted.notna()
+        if done.any():
+            parsed[done] = (
+                formatted[done]
+                .dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+                .dt.tz_convert("UTC")
+            )
+        text = text.where(~done, "")
     named = text.str.contains(r"[A-Za-z]{2,}|\]$", regex=True) & (text != "")
     plain = ~named & (text != "")
     if plain.any():

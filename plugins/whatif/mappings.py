@@ -10,6 +10,7 @@ A mapping is a YAML file (`include/mappings/<name>.yaml`, or any path given to -
       started_at: created_on
       severity: [priority, urgency]
     timezone: UTC                 # zone of naive timestamps in this export (default UTC)
+    timestamp_format: "%d/%b/%y %I:%M %p"   # non-ISO timestamps (ISO ones are still read)
     split: {service: ","}         # a cell naming several services: one row per service
     values:                       # per-column value translations, applied before vocabularies
       severity: {high: SEV2, low: SEV4}
@@ -46,6 +47,7 @@ class Mapping:
     name: str
     columns: dict[str, tuple[str, ...]]
     timezone: str = "UTC"
+    timestamp_format: str | None = None  # strftime format of non-ISO timestamps, e.g. Jira's
     split: dict[str, str] = dataclasses.field(default_factory=dict)
     values: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     constants: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -100,6 +102,7 @@ def _parse(spec: dict[str, Any], path: Path) -> Mapping:
         name=str(spec.get("name") or path.stem),
         columns=columns,
         timezone=str(spec.get("timezone") or "UTC"),
+        timestamp_format=str(spec["timestamp_format"]) if spec.get("timestamp_format") else None,
         split={str(k): str(v) for k, v in (spec.get("split") or {}).items()},
         values={
             str(k): {str(a).strip().lower(): str(b) for a, b in v.items()}
@@ -148,4 +151,5 @@ def apply(raw: pd.DataFrame, mapping: Mapping, display: str) -> pd.DataFrame:
         if target in out:
             out[target] = out[target].map(lambda v, t=table: t.get(str(v).strip().lower(), v))
     out.attrs["timezone"] = mapping.timezone
+    out.attrs["timestamp_format"] = mapping.timestamp_format
     return out

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from whatif.errors import UserError
@@ -25,6 +26,8 @@ from whatif.schemas import SCHEMA_VERSION
 from whatif.topology import Topology
 
 log = logging.getLogger(__name__)
+
+KEY = "_key"  # an incident row's position: unique even where a mapping split an export row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +121,7 @@ def incident_checks(table_format: str, services: list[str], now: pd.Timestamp) -
             "started_at or resolved_at is in the future",
         ),
     ]
-    if table_format == "contract":
+    if table_format != "notebook":  # the notebook format has no end times
         checks += [
             Check(
                 "bad_resolved_at",
@@ -156,7 +159,7 @@ def incident_checks(table_format: str, services: list[str], now: pd.Timestamp) -
 
 
 def run_suite(
-    name: str, frame: pd.DataFrame, checks: list[Check]
+    name: str, frame: pd.DataFrame, checks: list[Check], index: str = ROW
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the checks as one GX expectation suite: one result dict per check, with its failing
     rows, and GX's own result document (lists cut to GX_EXAMPLES items) to keep beside them."""
@@ -183,13 +186,14 @@ def run_suite(
     )
     result = definition.run(
         batch_parameters={"dataframe": frame},
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]},
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [index]},
     )
     by_reason = {r.expectation_config.meta["reason"]: r for r in result.results}
     outcomes = []
     for check in checks:
         outcome = by_reason[check.reason]
-        rows = sorted(int(item[ROW]) for item in outcome.result.get("unexpected_index_list") or [])
+        failing = outcome.result.get("unexpected_index_list") or []
+        rows = sorted(int(item[index]) for item in failing)
         outcomes.append(
             {
                 "expectation": outcome.expectation_config.type,
@@ -300,7 +304,13 @@ def validate_incidents(
     history_days: int,
     aliases: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], list[str], dict[str, Any]]:
-    frame = table.frame.copy()
+    """Check every incident row; quarantine the soft failures.
+
+    Rows are tracked by KEY, their position: a mapping that splits one export row into one row
+    per service gives several rows the same `_row`, and each is used or quarantined on its own.
+    Messages and quarantine.csv still name the export's row."""
+    frame = table.frame.reset_index(drop=True)
+    frame[KEY] = np.arange(len(frame))
     frame["service"] = _match_service_names(frame["service"], topology.services, aliases or {})
     # Null only where a severity was given but not recognised (empty is simply unknown).
     frame["severity_check"] = frame["severity"].where(frame["severity_raw"] != "", "not given")
@@ -309,8 +319,8 @@ def validate_incidents(
         frame.duplicated(subset=["incident_id", "service"], keep="last")
         & frame["incident_id"].notna()
     )
-    for row in frame.loc[duplicated, ROW]:
-        reasons.setdefault(int(row), []).append("duplicate")
+    for key in frame.loc[duplicated, KEY]:
+        reasons.setdefault(int(key), []).append("duplicate")
     # A flag column, not a value set of every incident id: GX copies an expectation's
     # arguments many times over, which takes minutes for the ids of a large export.
     ids = set(frame["incident_id"].dropna().astype(str))
@@ -319,42 +329,47 @@ def validate_incidents(
     now = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=5)
     frame["last_timestamp"] = frame[["started_at", "resolved_at"]].max(axis=1)
     checks = incident_checks(table.format, list(topology.services), now)
-    outcomes, gx_result = run_suite("incidents", frame, checks)
+    outcomes, gx_result = run_suite("incidents", frame, checks, index=KEY)
     warnings: list[str] = []
     for outcome in outcomes:
-        if not outcome["rows"]:
+        keys = outcome.pop("rows")
+        outcome["keys"] = keys
+        outcome["rows"] = sorted({int(r) for r in frame[ROW].to_numpy()[keys]})
+        if not keys:
             continue
         if outcome["level"] == "soft":
-            for row in outcome["rows"]:
-                reasons.setdefault(row, []).append(outcome["reason"])
+            for key in keys:
+                reasons.setdefault(key, []).append(outcome["reason"])
         else:
             warnings.append(_warning_line(table.path, outcome))
-    unknown_cause = frame[ROW].isin(_rows_of(outcomes, "unknown_caused_by"))
+    unknown_cause = frame[KEY].isin(
+        next(o["keys"] for o in outcomes if o["reason"] == "unknown_caused_by")
+    )
     frame.loc[unknown_cause, "caused_by"] = pd.NA
     start = pd.Timestamp(as_of) - timedelta(days=history_days)
     outside = frame["started_at"].notna() & (
         (frame["started_at"] <= start) | (frame["started_at"] > pd.Timestamp(as_of))
     )
-    for row in frame.loc[outside, ROW]:
-        reasons.setdefault(int(row), []).append("outside_window")
-    quarantined = frame[ROW].isin(reasons)
+    for key in frame.loc[outside, KEY]:
+        reasons.setdefault(int(key), []).append("outside_window")
+    quarantined = frame[KEY].isin(reasons)
     used = (
         frame.loc[~quarantined]
-        .drop(columns=["severity_check", "last_timestamp", "unknown_caused_by"])
+        .drop(columns=[KEY, "severity_check", "last_timestamp", "unknown_caused_by"])
         .reset_index(drop=True)
     )
-    quarantine = _quarantine_rows(table, reasons)
+    quarantine = _quarantine_rows(table, reasons, frame)
     by_reason = Counter(reason for row in reasons.values() for reason in row)
+    for outcome in outcomes:
+        del outcome["keys"]
     report = _input_report(table, len(frame), len(used), dict(sorted(by_reason.items())), outcomes)
+    if len(frame) != len(table.raw):
+        report["source_rows"] = len(table.raw)  # a mapping split rows: counts are after it
     # Where the export's history begins, so that the model does not count the days before
     # it as days without incidents.
     earliest = frame["started_at"].min()
     report["data_start"] = earliest.isoformat() if pd.notna(earliest) else None
     return used, quarantine, report, warnings, gx_result
-
-
-def _rows_of(outcomes: list[dict[str, Any]], reason: str) -> list[int]:
-    return next(o["rows"] for o in outcomes if o["reason"] == reason)
 
 
 def _match_service_names(
@@ -408,17 +423,23 @@ def spreadsheet_safe(value: object) -> object:
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
-def _quarantine_rows(table: Table, reasons: dict[int, list[str]]) -> pd.DataFrame:
-    """The quarantined rows as read (every cell text), with file, reason and row; cells that
-    a spreadsheet would run as formulas are prefixed with `'`."""
+def _quarantine_rows(
+    table: Table, reasons: dict[int, list[str]], frame: pd.DataFrame
+) -> pd.DataFrame:
+    """The quarantined rows as read (every cell text), with file, row and reason; cells that a
+    spreadsheet would run as formulas are prefixed with `'`. When a mapping split an export
+    row, each quarantined part is a line of its own, with the service it was split into."""
+    keys = sorted(reasons)
+    rows = frame[ROW].to_numpy()[keys] if keys else []
     raw = table.raw.set_index(ROW)
-    rows = sorted(reasons)
     quarantine = (
-        raw.loc[rows].reset_index(names="row") if rows else raw.iloc[:0].reset_index(names="row")
+        raw.loc[rows].reset_index(names="row") if keys else raw.iloc[:0].reset_index(names="row")
     )
     for column in quarantine.columns.drop("row"):
         quarantine[column] = quarantine[column].map(spreadsheet_safe)
-    quarantine.insert(0, "reason", [";".join(reasons[r]) for r in rows])
+    if len(frame) != len(table.raw):
+        quarantine.insert(1, "split_service", frame["service"].to_numpy()[keys] if keys else [])
+    quarantine.insert(0, "reason", [";".join(reasons[k]) for k in keys])
     quarantine.insert(0, "file", table.path)
     return quarantine
 
