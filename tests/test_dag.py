@@ -239,3 +239,14 @@ def test_dag_reads_sql_through_the_database_connection(airflow_home, loaded_data
         "connection whatif_incidents_db (extract_incidents.sql)"
     )
     assert validation["inputs"]["topology"]["rows_read"] == 28
+
+
+def test_dag_reads_an_incident_tool_export_through_a_mapping(airflow_home, tmp_path):
+    export = PROJECT / "tests" / "data" / "exports" / "pagerduty.csv"
+    out, latest = _run_dag(
+        airflow_home, tmp_path, {"incidents": str(export), "mapping": "pagerduty"}
+    )
+    assert "STATE success" in out
+    validation = json.loads((latest / "validation.json").read_text())
+    assert validation["inputs"]["incidents"]["format"] == "mapping:pagerduty"
+    assert validation["inputs"]["incidents"]["rows_used"] > 0
