@@ -20,7 +20,11 @@ def clean_tables(run_cli, out: Path, *source_args: str) -> tuple[str, str]:
     )
     assert code == 0, err
     stage = out / pipeline.STAGE
-    return (stage / "incidents.csv").read_text(), (stage / "topology.csv").read_text()
+    return clean_incidents(out), (stage / pipeline.CLEAN_TOPOLOGY).read_text()
+
+
+def clean_incidents(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out / pipeline.STAGE / pipeline.CLEAN_INCIDENTS)
 
 
 def scenarios_without_timestamp(out: Path) -> dict:
@@ -67,7 +71,7 @@ def test_parquet_and_json_lines_give_the_same_result_as_csv(suffix, reference, r
     incidents, _ = clean_tables(
         run_cli, tmp_path / "out", "--incidents", path, "--topology", SAMPLE_TOPOLOGY
     )
-    assert incidents == (reference / pipeline.STAGE / "incidents.csv").read_text()
+    pd.testing.assert_frame_equal(incidents, clean_incidents(reference))
     assert (
         scenarios_without_timestamp(tmp_path / "out")["scenarios"]
         == (scenarios_without_timestamp(reference)["scenarios"])
@@ -83,7 +87,7 @@ def test_file_urls_work_like_paths(reference, run_cli, tmp_path):
         "--topology",
         SAMPLE_TOPOLOGY.as_uri(),
     )
-    assert incidents == (reference / pipeline.STAGE / "incidents.csv").read_text()
+    pd.testing.assert_frame_equal(incidents, clean_incidents(reference))
 
 
 def test_aliases_rename_services_before_matching(run_cli, tmp_path):
@@ -159,8 +163,8 @@ def test_s3_urls_give_the_same_result_as_the_files(aws_env, reference, run_cli, 
         "--topology",
         "s3://data/exports/topology.csv",
     )
-    assert incidents == (reference / pipeline.STAGE / "incidents.csv").read_text()
-    assert topology == (reference / pipeline.STAGE / "topology.csv").read_text()
+    pd.testing.assert_frame_equal(incidents, clean_incidents(reference))
+    assert topology == (reference / pipeline.STAGE / pipeline.CLEAN_TOPOLOGY).read_text()
 
 
 def test_missing_s3_object_is_a_one_line_error(aws_env, run_cli):
@@ -195,8 +199,8 @@ def test_sql_source_equals_the_file_source_row_for_row(
     incidents, topology = clean_tables(
         run_cli, tmp_path / "out", "--incidents-sql-url", loaded_database, "--topology-from-sql"
     )
-    assert incidents == (reference / pipeline.STAGE / "incidents.csv").read_text()
-    assert topology == (reference / pipeline.STAGE / "topology.csv").read_text()
+    pd.testing.assert_frame_equal(incidents, clean_incidents(reference))
+    assert topology == (reference / pipeline.STAGE / pipeline.CLEAN_TOPOLOGY).read_text()
     assert (
         scenarios_without_timestamp(tmp_path / "out")["scenarios"]
         == (scenarios_without_timestamp(reference)["scenarios"])

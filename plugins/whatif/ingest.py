@@ -180,7 +180,6 @@ def _type_incidents(
     frame["severity"] = _map_distinct(frame["severity"], normalise_severity)
     frame["category"] = _map_distinct(frame["category"], normalise_failure_mode)
     for column in TIMESTAMP_COLUMNS:
-        frame[f"{column}_raw"] = frame[column]
         frame[column] = parse_timestamps(frame[column], zone, timestamp_format)
     for column in ("incident_id", "service", "caused_by"):
         frame[column] = frame[column].replace("", pd.NA)

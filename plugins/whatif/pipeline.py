@@ -145,23 +145,23 @@ def _validation_summary(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+CLEAN_INCIDENTS = "incidents.parquet"
+CLEAN_TOPOLOGY = "topology.csv"
+
+
 def _write_clean(incidents: Any, topology: Topology, stage: Path) -> None:
-    columns = [*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL]
-    clean = incidents[columns].copy()
-    for column in ingest.TIMESTAMP_COLUMNS:
-        clean[column] = clean[column].map(lambda t: t.isoformat() if not _missing(t) else "")
-    clean.to_csv(stage / "incidents.csv", index=False)
-    topology.to_frame().to_csv(stage / "topology.csv", index=False)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or value != value  # NaT and NaN are not equal to themselves
+    """The validated tables, typed (Parquet keeps UTC timestamps and missing values as they
+    are), for the later stages to read without normalising again."""
+    incidents[[*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL]].to_parquet(
+        stage / CLEAN_INCIDENTS, index=False
+    )
+    topology.to_frame().to_csv(stage / CLEAN_TOPOLOGY, index=False)
 
 
 def load_clean(workdir: Path) -> tuple[Any, Topology]:
     stage = _stage(workdir)
-    incidents = ingest.load_incidents(stage / "incidents.csv").frame
-    topology = Topology.from_frame(ingest.load_topology(stage / "topology.csv").frame)
+    incidents = pd.read_parquet(stage / CLEAN_INCIDENTS)
+    topology = Topology.from_frame(ingest.load_topology(stage / CLEAN_TOPOLOGY).frame)
     return incidents, topology
 
 

@@ -240,7 +240,9 @@ def _read_csv(data: bytes, location: str) -> tuple[pd.DataFrame, np.ndarray]:
     csv.field_size_limit(MAX_FIELD)
     try:
         frame = pd.read_csv(
-            io.StringIO(text),
+            # Bytes, not a StringIO: that would hold the file as 4 bytes a character.
+            io.BytesIO(text.encode("utf-8")),
+            encoding="utf-8",
             dtype=str,
             keep_default_na=False,
             sep=delimiter,
