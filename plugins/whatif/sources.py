@@ -103,7 +103,7 @@ def with_rows(
 ) -> pd.DataFrame:
     """Lower-case, trimmed column names; every cell as text; `_row` numbering from `first`,
     or the given `rows` when the source's rows are not consecutive (blank lines)."""
-    frame = frame.copy()
+    frame = frame.copy(deep=False)
     frame.columns = [str(c).strip().lstrip("\ufeff").strip().lower() for c in frame.columns]
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
@@ -114,9 +114,18 @@ def with_rows(
             column=duplicated[0],
             hint="column names are compared ignoring case and spaces",
         )
-    frame = frame.astype(object).where(frame.notna(), "").astype(str)
+    for column in frame.columns:
+        frame[column] = _as_text(frame[column])
     frame[ROW] = np.arange(first, len(frame) + first) if rows is None else rows
     return frame
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """A column as text, '' where missing. String columns (what the CSV reader gives) stay in
+    their compact Arrow-backed form; only other types pass through Python objects."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return values.fillna("")
+    return values.astype(object).where(values.notna(), "").astype(str)
 
 
 def _read_parquet(data: bytes, location: str) -> pd.DataFrame:
