@@ -13,34 +13,13 @@ import pandas as pd
 
 from whatif import ingest
 from whatif.errors import UserError
+from whatif.schemas import INCIDENT_OPTIONAL, INCIDENT_REQUIRED, TOPOLOGY_OPTIONAL
 from whatif.sources import redact
 
 log = logging.getLogger(__name__)
 
-INCIDENT_COLUMNS = [
-    "incident_id",
-    "service",
-    "started_at",
-    "resolved_at",
-    "severity",
-    "category",
-    "title",
-    "description",
-    "detected_at",
-    "acknowledged_at",
-    "caused_by",
-    "team",
-]
-SERVICE_COLUMNS = [
-    "service",
-    "tier",
-    "owner_team",
-    "user_facing",
-    "runbook_url",
-    "oncall",
-    "slo_target",
-    "traffic_weight",
-]
+INCIDENT_COLUMNS = [*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL]
+SERVICE_COLUMNS = ["service", *TOPOLOGY_OPTIONAL]
 
 
 def load_sample(db_url: str, incidents: str, topology: str, schema: Path) -> dict[str, int]:
