@@ -58,8 +58,8 @@ def available() -> list[str]:
     return sorted(p.stem for p in MAPPINGS_DIR.glob("*.yaml"))
 
 
-def load(name_or_path: str) -> Mapping:
-    """A mapping by name (include/mappings/<name>.yaml) or by path."""
+def locate(name_or_path: str) -> Path:
+    """The file of a mapping given by name (include/mappings/<name>.yaml) or by path."""
     path = Path(name_or_path)
     if not path.suffix:
         path = MAPPINGS_DIR / f"{name_or_path}.yaml"
@@ -68,6 +68,12 @@ def load(name_or_path: str) -> Mapping:
             f"--mapping {name_or_path!r}: no such mapping",
             hint=f"use a path or one of {', '.join(available()) or 'none'}",
         )
+    return path
+
+
+def load(name_or_path: str) -> Mapping:
+    """A mapping by name (include/mappings/<name>.yaml) or by path."""
+    path = locate(name_or_path)
     import yaml
 
     try:

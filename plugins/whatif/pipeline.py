@@ -16,7 +16,17 @@ from typing import Any
 
 import pandas as pd
 
-from whatif import ingest, model, narrate, publish, report, simulate, sources, validate
+from whatif import (
+    ingest,
+    mappings,
+    model,
+    narrate,
+    publish,
+    report,
+    simulate,
+    sources,
+    validate,
+)
 from whatif.config import RunConfig
 from whatif.errors import UserError
 from whatif.schemas import INCIDENT_OPTIONAL, INCIDENT_REQUIRED, ModelDoc, ScenariosDoc
@@ -88,10 +98,14 @@ def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -
     stage = _stage(workdir)
     params = _window(as_of, history_days)
     described: dict[str, Any] = {}
+    mapping = None
+    if inputs.mapping:  # staged with the data: the validating worker may not have the file
+        mapping = stage / "mapping.yaml"
+        mapping.write_bytes(mappings.locate(inputs.mapping).read_bytes())
     for name in ("incidents", "topology"):
         raw, display, from_sql = _fetch_raw(inputs, name, params)
         if name == "incidents":  # the format only: a few rows show it (validate reads all)
-            table = ingest.incidents_table(raw.head(100), display, inputs.mapping)
+            table = ingest.incidents_table(raw.head(100), display, mapping and str(mapping))
         else:
             table = ingest.topology_table(raw, display)
         raw.to_parquet(stage / f"{name}.raw.parquet", index=False)
@@ -100,6 +114,7 @@ def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -
             "format": table.format,
             "rows": len(raw),
             "mapping": inputs.mapping if name == "incidents" else None,
+            "staged_mapping": mapping.name if mapping and name == "incidents" else None,
             # The query asked the database for the whole window: the history covers it.
             "covers_from": params["window_start"].isoformat() if from_sql else None,
         }
@@ -111,10 +126,11 @@ def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -
 def _load_sources(workdir: Path) -> tuple[ingest.Table, ingest.Table, dict[str, Any]]:
     stage = _stage(workdir)
     described = json.loads((stage / SOURCES).read_text())
+    staged_mapping = described["incidents"]["staged_mapping"]
     incidents = ingest.incidents_table(
         pd.read_parquet(stage / "incidents.raw.parquet"),
         described["incidents"]["path"],
-        described["incidents"]["mapping"],
+        str(stage / staged_mapping) if staged_mapping else None,
     )
     topology = ingest.topology_table(
         pd.read_parquet(stage / "topology.raw.parquet"), described["topology"]["path"]
