@@ -16,9 +16,10 @@ process (so that each has its own memory high-water mark, as an Airflow task wou
 Per stage it reports wall seconds and the process's peak RSS (resource.getrusage ru_maxrss:
 the whole process, interpreter and imports included), and the baseline RSS before the stage
 (after the imports). tracemalloc is off by default (--tracemalloc turns it on: it slows the
-pandas object-column code that dominates these stages several fold, so times are then not
-comparable). --sections adds inclusive timings of the engine's main functions (wrapped
-from the outside; plugins/whatif is not modified).
+per-cell Python code several fold, so times are then not comparable, and it does not see
+the Arrow buffers that hold most of the data). --sections adds inclusive timings of the
+engine's main functions and the RSS high-water rise during each (wrapped from the outside;
+plugins/whatif is not modified).
 
     PYTHONPATH=plugins .venv/bin/python bench/bench_validate.py [--sizes 100000,1000000]
         [--named-zone-share 0] [--timeout 1800] [--sections] [--out bench/validate_results.md]
@@ -669,8 +670,8 @@ def main(argv: list[str] | None = None) -> int:
             "tracemalloc on (its peak is listed; it slows the stages, so the seconds are not "
             "comparable with an untraced run)"
             if args.tracemalloc
-            else "tracemalloc off (it slows these pandas object-column stages several fold); "
-            "ru_maxrss only"
+            else "tracemalloc off (it does not see the Arrow buffers that hold most of the "
+            "data, and slows the per-cell Python code several fold); ru_maxrss only"
         ),
         f"- target (issue): extract + validate of 1,000,000 incidents in ≤ {TARGET_SECONDS:.0f} s "
         f"with peak memory ≤ 2 GB",
