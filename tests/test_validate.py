@@ -121,3 +121,11 @@ def test_depends_on_naming_an_undeclared_service_adds_it_with_a_warning(tmp_path
     assert "search" in result.topology.services
     assert result.topology.dependents_of("search") == ["web"]
     assert any("no row of their own" in w for w in result.report["warnings"])
+
+
+def test_unclear_user_facing_values_are_inferred_with_a_warning(tmp_path):
+    topology = TOPOLOGY_CSV.replace("frontend,web-team,true,", "frontend,web-team,maybe,")
+    result = _validate(tmp_path, INCIDENTS_CSV, topology)
+    assert bool(result.topology.attribute("web", "user_facing")) is True  # nothing depends on web
+    warnings = [w for w in result.report["warnings"] if "user_facing is not true or false" in w]
+    assert len(warnings) == 1 and "(1 rows: 2)" in warnings[0]

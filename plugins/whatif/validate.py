@@ -72,6 +72,15 @@ def topology_checks() -> list[Check]:
             "slo_target must be a fraction such as 0.999; the value is ignored",
         ),
         Check(
+            "unclear_user_facing",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeInSet(
+                column="unclear_user_facing", value_set=[False]
+            ),
+            "user_facing is not true or false; it is inferred from the graph instead (a "
+            "service nothing depends on is user-facing)",
+        ),
+        Check(
             "self_dependency",
             "warn",
             lambda e: e.ExpectColumnValuesToBeInSet(column="self_dependency", value_set=[False]),
@@ -231,6 +240,8 @@ def validate_topology(
             # "inf" does, rather than being read as empty without a word.
             given = table.raw[column].str.strip() != ""
             frame.loc[given & frame[column].isna(), column] = float("inf")
+    given = table.raw["user_facing"].str.strip() != "" if "user_facing" in table.raw else False
+    frame["unclear_user_facing"] = given & frame["user_facing"].isna().to_numpy()
     frame["self_dependency"] = [
         isinstance(s, str) and s in deps
         for s, deps in zip(frame["service"], frame["depends_on"], strict=True)
