@@ -331,3 +331,29 @@ def test_engine_imports_without_airflow():
     code = "import sys, whatif, whatif.cli, whatif.pipeline; assert 'airflow' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": str(PROJECT / "plugins")}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_a_handler_left_on_a_closed_stream_does_not_break_logging(run_cli, tmp_path):
+    """Importing Airflow (for object storage) configures logging on the stderr of that moment;
+    a later run in the same process must not log into that stream once it is closed."""
+    import io
+    import logging
+
+    closed = io.StringIO()
+    stale = logging.StreamHandler(closed)
+    logging.getLogger().addHandler(stale)
+    closed.close()
+    try:
+        code, _, err = run_cli(  # the notebook topology logs warnings (its cycle)
+            "validate",
+            "--incidents",
+            NOTEBOOK_INCIDENTS,
+            "--topology",
+            NOTEBOOK_TOPOLOGY,
+            "--as-of",
+            "2026-01-01",
+        )
+    finally:
+        logging.getLogger().removeHandler(stale)
+    assert code == 0
+    assert "Logging error" not in err and "Traceback" not in err

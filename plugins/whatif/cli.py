@@ -347,6 +347,11 @@ def terminal_progress(label: str) -> Iterator[Callable[[int, int], None] | None]
 
 
 def configure_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # left by an earlier caller on a stream now closed
+        stream = getattr(handler, "stream", None)
+        if stream is not None and getattr(stream, "closed", False):
+            root.removeHandler(handler)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s"
