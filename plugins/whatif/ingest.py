@@ -144,13 +144,13 @@ def _incidents_from_notebook(raw: pd.DataFrame) -> pd.DataFrame:
     """Notebook rows are one incident each, dated to the day, with no end time."""
     frame = pd.DataFrame({ROW: raw[ROW]})
     frame["incident_id"] = [f"row-{row}" for row in raw[ROW]]
-    frame["service"] = raw["service"].map(_clean_text)
-    frame["started_at"] = raw["date"].map(_clean_text)
+    frame["service"] = clean_text(raw["service"])
+    frame["started_at"] = clean_text(raw["date"])
     frame["resolved_at"] = ""
-    frame["severity"] = raw["impact"].map(_clean_text) if "impact" in raw else ""
-    frame["category"] = raw["type"].map(_clean_text) if "type" in raw else ""
+    frame["severity"] = clean_text(raw["impact"]) if "impact" in raw else ""
+    frame["category"] = clean_text(raw["type"]) if "type" in raw else ""
     frame["title"] = ""
-    frame["description"] = raw["mitigation"].map(_clean_text) if "mitigation" in raw else ""
+    frame["description"] = clean_text(raw["mitigation"]) if "mitigation" in raw else ""
     for column in ("detected_at", "acknowledged_at", "caused_by", "team"):
         frame[column] = ""
     return _type_incidents(frame, "UTC")
@@ -309,7 +309,6 @@ def load_topology(location: str | Path, conn_id: str | None = None) -> Table:
 
 def topology_table(raw: pd.DataFrame, display: str) -> Table:
     """Normalise a raw topology table onto the data contract."""
-    path = display
     fmt = _detect_format(raw, display, TOPOLOGY_REQUIRED, NOTEBOOK_TOPOLOGY_COLUMNS[:2])
     if fmt == "notebook":
         raw_view = raw.rename(columns={"dependencies": "depends_on", "criticality": "tier"})
@@ -317,13 +316,13 @@ def topology_table(raw: pd.DataFrame, display: str) -> Table:
         raw_view = raw
     frame = pd.DataFrame({ROW: raw_view[ROW]})
     for column in (*TOPOLOGY_REQUIRED, *TOPOLOGY_OPTIONAL):
-        frame[column] = raw_view[column].map(_clean_text) if column in raw_view else ""
+        frame[column] = clean_text(raw_view[column]) if column in raw_view else ""
     frame["depends_on"] = frame["depends_on"].map(split_dependencies)
     frame["user_facing"] = frame["user_facing"].map(_parse_bool)
     frame["slo_target"] = frame["slo_target"].map(_parse_slo)
     frame["traffic_weight"] = pd.to_numeric(frame["traffic_weight"], errors="coerce")
     frame["service"] = frame["service"].replace("", pd.NA)
-    return Table(frame=frame, raw=raw, path=str(path), format=fmt)
+    return Table(frame=frame, raw=raw, path=display, format=fmt)
 
 
 def split_dependencies(text: str) -> list[str]:
