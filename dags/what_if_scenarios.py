@@ -160,6 +160,25 @@ def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
             minimum=30,
             description="History window ending at the data interval end",
         ),
+        "cascade_window_minutes": Param(
+            30,
+            type="number",
+            minimum=0,
+            description="An incident without caused_by that starts this many minutes after an "
+            "incident of a dependency counts as its cascade (0: off)",
+        ),
+        "half_life_days": Param(
+            0,
+            type="number",
+            minimum=0,
+            description="Recency weighting: an incident this many days old counts half (0: off)",
+        ),
+        "backtest_horizon_days": Param(
+            28, type="number", exclusiveMinimum=0, description="Backtest forecast horizon"
+        ),
+        "backtest_folds": Param(
+            6, type="integer", minimum=0, maximum=52, description="Backtest origins (0: none)"
+        ),
         "event_name": Param("", type="string", description="Event name, e.g. Black Friday"),
         "event_start": Param("", type="string", description="Event start date (YYYY-MM-DD)"),
         "event_end": Param("", type="string", description="Event end date (YYYY-MM-DD)"),
@@ -213,10 +232,10 @@ def what_if_scenarios() -> None:
 
     @task
     @_user_errors_fail_fast
-    def fit(workdir: str) -> str:
+    def fit(workdir: str, params: dict | None = None) -> str:
         from whatif import pipeline
 
-        pipeline.fit(Path(workdir))
+        pipeline.fit(Path(workdir), _run_config(params).model)
         return workdir
 
     @task

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from whatif import model
+from whatif.config import ModelSettings
 from whatif.schemas import FAILURE_MODES
 from whatif.topology import Topology
 
@@ -118,24 +119,29 @@ def test_cascade_evidence_counts_caused_by_links_per_edge():
             )
     doc = model.fit(incidents_frame(rows), topology, AS_OF, 730)
     edges = {(e.depends_on, e.service): e for e in doc.edges}
-    assert edges[("db", "api")].evidence.model_dump() == {"exposures": 10, "hits": 6}
-    assert edges[("api", "web")].evidence.model_dump() == {"exposures": 6, "hits": 2}
+    no_inference = {"inferred_hits": 0, "censored": 0}
+    assert edges[("db", "api")].evidence.model_dump() == {"exposures": 10, "hits": 6} | no_inference
+    assert edges[("api", "web")].evidence.model_dump() == {"exposures": 6, "hits": 2} | no_inference
     assert (
         edges[("db", "api")].propagation_probability.mean
         > edges[("api", "web")].propagation_probability.mean
     )
     api = next(s for s in doc.services if s.service == "api")
     assert (api.incidents, api.root_incidents) == (6, 0)
-    assert doc.priors["propagation"]["source"] == "data"
+    assert (doc.attribution.caused_by, doc.attribution.inferred) == (8, 0)
+    # Two observed edges are too few to fit a prior on: the documented default is used.
+    assert doc.priors["propagation"]["source"] == "default"
 
 
-def test_without_any_caused_by_edges_keep_the_default_prior():
+def test_without_caused_by_or_inference_edges_keep_the_default_prior():
     topology = Topology.from_frame(topology_frame(["api", "db"], {"api": ["db"]}))
     rows = [
         {"incident_id": f"I{k}", "service": s, "started_at": AS_OF - timedelta(days=k + 1)}
         for k, s in enumerate(["db", "api", "db", "api"])
     ]
-    doc = model.fit(incidents_frame(rows), topology, AS_OF, 730)
+    no_inference = ModelSettings(cascade_window_minutes=0)
+    doc = model.fit(incidents_frame(rows), topology, AS_OF, 730, settings=no_inference)
+    assert doc.attribution.inference == "off: cascade window set to 0"
     edge = doc.edges[0]
     assert edge.evidence.exposures == 0
     assert edge.propagation_probability.mean == pytest.approx(0.2)
@@ -226,3 +232,313 @@ def test_window_starts_no_earlier_than_the_history():
     )
     start, end = model.observation_window(rows, AS_OF, 730)
     assert (end - start).days == 100
+
+
+# --- root attribution ------------------------------------------------------------------------
+
+
+def chain_topology(soft: dict[str, list[str]] | None = None) -> Topology:
+    """web calls api and auth; both call db. Failure flows db -> api/auth -> web."""
+    frame = topology_frame(
+        ["web", "api", "auth", "db"], {"web": ["api", "auth"], "api": ["db"], "auth": ["db"]}
+    )
+    if soft is not None:
+        frame["soft_depends_on"] = [soft.get(s, []) for s in frame["service"]]
+    return Topology.from_frame(frame)
+
+
+def at(minutes: float) -> datetime:
+    return AS_OF - timedelta(days=50) + timedelta(minutes=minutes)
+
+
+def test_incidents_without_caused_by_are_attributed_to_a_recent_dependency_failure():
+    rows = incidents_frame(
+        [
+            {"incident_id": "D1", "service": "db", "started_at": at(0)},
+            {"incident_id": "A1", "service": "api", "started_at": at(10)},  # inferred: db
+            {"incident_id": "W1", "service": "web", "started_at": at(12)},  # inferred: api
+            {"incident_id": "A2", "service": "api", "started_at": at(200)},  # too late: root
+            {"incident_id": "D2", "service": "db", "started_at": at(400)},
+            {"incident_id": "U2", "service": "auth", "started_at": at(400)},  # same instant
+        ]
+    )
+    attributed = model.attribute(rows, chain_topology(), window_minutes=30).set_index("incident_id")
+    how = attributed["how"].to_dict()
+    assert how == {
+        "D1": "root",
+        "A1": "inferred",
+        "W1": "inferred",
+        "A2": "root",
+        "D2": "root",
+        "U2": "inferred",  # D2 sorts first at the same instant, so only it can be the parent
+    }
+    parent_id = attributed["incident_id"].iloc[attributed["parent"]] if False else None
+    assert parent_id is None
+    positions = model.attribute(rows, chain_topology(), 30)
+    by_pos = positions.set_index("pos")["incident_id"]
+    parents = {r.incident_id: by_pos[r.parent] for r in positions.itertuples() if r.parent >= 0}
+    assert parents == {"A1": "D1", "W1": "A1", "U2": "D2"}
+    off = model.attribute(rows, chain_topology(), window_minutes=0)
+    assert set(off["how"]) == {"root"}
+
+
+def test_caused_by_wins_over_timing_and_a_failure_that_was_already_happening_is_censored():
+    # db fails; api and auth both go down with it; web's caused_by names api. Whether auth's
+    # failure would have taken web down is unseen (web was already down): censored, not a miss.
+    rows = incidents_frame(
+        [
+            {"incident_id": "D1", "service": "db", "started_at": at(0)},
+            {"incident_id": "A1", "service": "api", "started_at": at(3), "caused_by": "D1"},
+            {"incident_id": "U1", "service": "auth", "started_at": at(4), "caused_by": "D1"},
+            {"incident_id": "W1", "service": "web", "started_at": at(6), "caused_by": "A1"},
+            {"incident_id": "U2", "service": "auth", "started_at": at(5000)},  # a lone miss
+        ]
+    )
+    doc = model.fit(rows, chain_topology(), AS_OF, 730)
+    edges = {(e.depends_on, e.service): e.evidence for e in doc.edges}
+    assert (edges[("api", "web")].exposures, edges[("api", "web")].hits) == (1, 1)
+    assert edges[("auth", "web")].censored == 1
+    assert (edges[("auth", "web")].exposures, edges[("auth", "web")].hits) == (1, 0)
+    assert (edges[("db", "auth")].exposures, edges[("db", "auth")].hits) == (1, 1)
+    assert doc.attribution.model_dump() | {"inference": "on"} == {
+        "window_minutes": 30.0,
+        "inference": "on",
+        "rows": 5,
+        "roots": 2,
+        "caused_by": 3,
+        "inferred": 0,
+    }
+
+
+def test_date_only_timestamps_turn_inference_off():
+    rows = incidents_frame(
+        [
+            {"incident_id": "D1", "service": "db", "started_at": AS_OF - timedelta(days=3)},
+            {"incident_id": "A1", "service": "api", "started_at": AS_OF - timedelta(days=3)},
+        ]
+    )
+    doc = model.fit(rows, chain_topology(), AS_OF, 730)
+    assert doc.attribution.inference == "off: the start times are dates only"
+    assert doc.attribution.roots == 2
+    assert all(e.evidence.exposures == 0 for e in doc.edges)  # no evidence either way
+
+
+# --- exposure, recency, criticality ------------------------------------------------------------
+
+
+def test_a_service_created_recently_is_exposed_only_since_then():
+    frame = topology_frame(["old", "new"])
+    frame["created_at"] = [pd.NaT, pd.Timestamp(AS_OF - timedelta(days=100))]
+    topology = Topology.from_frame(frame)
+    rows = [
+        {"incident_id": f"{s}{k}", "service": s, "started_at": AS_OF - timedelta(days=5 + k)}
+        for s in ("old", "new")
+        for k in range(5)
+    ]
+    doc = model.fit(incidents_frame(rows), topology, AS_OF, 730, data_start="2024-01-01")
+    by_name = {s.service: s for s in doc.services}
+    assert by_name["new"].exposure_days == pytest.approx(100)
+    assert by_name["old"].exposure_days == pytest.approx(730)
+    assert by_name["new"].root_rate_per_day.mean > 3 * by_name["old"].root_rate_per_day.mean
+
+
+def test_an_incident_before_created_at_extends_the_exposure_to_it():
+    frame = topology_frame(["svc"])
+    frame["created_at"] = [pd.Timestamp(AS_OF - timedelta(days=10))]
+    rows = incidents_frame(
+        [{"incident_id": "X", "service": "svc", "started_at": AS_OF - timedelta(days=40)}]
+    )
+    doc = model.fit(rows, Topology.from_frame(frame), AS_OF, 730, data_start="2024-01-01")
+    assert doc.services[0].exposure_days == pytest.approx(40)
+
+
+def test_a_half_life_weighs_recent_incidents_more():
+    topology = Topology.from_frame(topology_frame(["past", "recent", "steady"]))
+    rows = []
+    for k in range(12):
+        rows.append(
+            {"incident_id": f"P{k}", "service": "past", "started_at": AS_OF - timedelta(600 + k)}
+        )
+        rows.append(
+            {"incident_id": f"R{k}", "service": "recent", "started_at": AS_OF - timedelta(10 + k)}
+        )
+        rows.append(
+            {
+                "incident_id": f"S{k}",
+                "service": "steady",
+                "started_at": AS_OF - timedelta(60 * k + 5),
+            }
+        )
+    history = incidents_frame(rows)
+    plain = {s.service: s for s in model.fit(history, topology, AS_OF, 730, "2024-01-01").services}
+    weighted_doc = model.fit(
+        history, topology, AS_OF, 730, "2024-01-01", ModelSettings(half_life_days=90)
+    )
+    weighted = {s.service: s for s in weighted_doc.services}
+    assert plain["past"].root_rate_per_day.mean == pytest.approx(
+        plain["recent"].root_rate_per_day.mean, rel=1e-6
+    )
+    assert weighted["recent"].root_rate_per_day.mean > 5 * weighted["past"].root_rate_per_day.mean
+    assert weighted_doc.settings["half_life_days"] == 90
+    assert weighted["recent"].root_incidents == 12  # counts stay counts; the rates are weighted
+
+
+def test_hard_and_soft_dependencies_get_their_own_priors():
+    rng = np.random.default_rng(5)
+    services = [f"db{i}" for i in range(8)] + [f"app{i}" for i in range(8)]
+    frame = topology_frame(services, {f"app{i}": [f"db{i}", f"db{(i + 1) % 8}"] for i in range(8)})
+    frame["soft_depends_on"] = [
+        [f"db{(int(s[3:]) + 1) % 8}"] if s.startswith("app") else [] for s in services
+    ]
+    topology = Topology.from_frame(frame)
+    truth = {"hard": 0.7, "soft": 0.05}
+    rows, counter = [], 0
+    for i in range(8):
+        for _ in range(25):
+            counter += 1
+            start = AS_OF - timedelta(days=float(rng.uniform(1, 700)))
+            parent = f"D{counter}"
+            rows.append({"incident_id": parent, "service": f"db{i}", "started_at": start})
+            for app, kind in ((f"app{i}", "hard"), (f"app{(i - 1) % 8}", "soft")):
+                if rng.random() < truth[kind]:
+                    counter += 1
+                    rows.append(
+                        {
+                            "incident_id": f"C{counter}",
+                            "service": app,
+                            "started_at": start + timedelta(minutes=float(rng.uniform(1, 60))),
+                            "caused_by": parent,
+                        }
+                    )
+    doc = model.fit(incidents_frame(rows), topology, AS_OF, 730)
+    by_kind: dict[str, list[float]] = {"hard": [], "soft": []}
+    for edge in doc.edges:
+        by_kind[edge.criticality].append(edge.propagation_probability.mean)
+    assert len(by_kind["hard"]) == len(by_kind["soft"]) == 8
+    assert doc.priors["propagation_hard"]["source"] == "data"
+    assert doc.priors["propagation_soft"]["source"] == "data"
+    hard_prior = doc.priors["propagation_hard"]
+    soft_prior = doc.priors["propagation_soft"]
+    assert hard_prior["alpha"] / (hard_prior["alpha"] + hard_prior["beta"]) == pytest.approx(
+        0.7, abs=0.1
+    )
+    assert soft_prior["alpha"] / (soft_prior["alpha"] + soft_prior["beta"]) == pytest.approx(
+        0.05, abs=0.05
+    )
+    assert min(by_kind["hard"]) > max(by_kind["soft"])
+
+
+def test_a_class_with_too_few_edges_uses_its_documented_default():
+    doc = model.fit(
+        incidents_frame(
+            [
+                {"incident_id": "D1", "service": "db", "started_at": at(0)},
+                {"incident_id": "A1", "service": "api", "started_at": at(5), "caused_by": "D1"},
+            ]
+        ),
+        chain_topology(soft={"web": ["auth"]}),
+        AS_OF,
+        730,
+    )
+    criticality = {(e.depends_on, e.service): e.criticality for e in doc.edges}
+    assert criticality == {
+        ("api", "web"): "hard",
+        ("auth", "web"): "soft",
+        ("db", "api"): "hard",
+        ("db", "auth"): "hard",
+    }
+    assert doc.priors["propagation_soft"] == {"alpha": 1.0, "beta": 9.0, "source": "default"}
+    assert doc.priors["propagation_hard"] == {"alpha": 2.0, "beta": 3.0, "source": "default"}
+
+
+# --- response times, time of week, load ---------------------------------------------------------
+
+
+def test_time_to_detect_and_acknowledge_are_fitted_when_the_timestamps_exist():
+    rng = np.random.default_rng(9)
+    rows = []
+    for k in range(60):
+        start = AS_OF - timedelta(days=k + 1)
+        rows.append({"incident_id": f"I{k}", "service": "db", "started_at": start})
+    history = incidents_frame(rows)
+    detect = np.exp(rng.normal(np.log(8), 0.4, len(history)))
+    ack = np.exp(rng.normal(np.log(3), 0.4, len(history)))
+    history["detected_at"] = history["started_at"] + pd.to_timedelta(detect, unit="min")
+    history["acknowledged_at"] = history["detected_at"] + pd.to_timedelta(ack, unit="min")
+    doc = model.fit(history, Topology.from_frame(topology_frame(["db"])), AS_OF, 730)
+    db = doc.services[0]
+    assert db.mttd_minutes.p50 == pytest.approx(8, rel=0.2)
+    assert db.mtta_minutes.p50 == pytest.approx(3, rel=0.2)
+    without = model.fit(
+        incidents_frame(rows), Topology.from_frame(topology_frame(["db"])), AS_OF, 730
+    )
+    assert without.services[0].mttd_minutes is None
+
+
+def test_day_of_week_multipliers_follow_the_data_and_stay_flat_when_it_is_thin():
+    rng = np.random.default_rng(13)
+    topology = Topology.from_frame(topology_frame(["svc"]))
+    days = pd.date_range(AS_OF - timedelta(days=728), AS_OF - timedelta(days=1), freq="D")
+    weekdays = [d for d in days if d.weekday() < 5]
+    busy = rng.choice(len(weekdays), 600)
+    rows = [
+        {"incident_id": f"I{k}", "service": "svc", "started_at": weekdays[i] + timedelta(hours=14)}
+        for k, i in enumerate(busy)
+    ]
+    doc = model.fit(incidents_frame(rows), topology, AS_OF, 730, "2024-01-01")
+    week = doc.time_multipliers.day_of_week
+    assert min(week[d] for d in ("Mon", "Tue", "Wed", "Thu", "Fri")) > 1.2
+    assert max(week["Sat"], week["Sun"]) < 0.3
+    assert sum(week.values()) == pytest.approx(7, rel=0.01)
+    assert max(doc.time_multipliers.hour_of_day, key=doc.time_multipliers.hour_of_day.get) == "14"
+    thin = model.fit(incidents_frame(rows[:5]), topology, AS_OF, 730, "2024-01-01")
+    assert all(0.7 < m < 1.4 for m in thin.time_multipliers.day_of_week.values())
+
+
+def test_expected_exposure_weights_each_day_of_the_horizon_by_its_weekday():
+    week = {"Mon": 1.0, "Tue": 1.0, "Wed": 1.0, "Thu": 1.0, "Fri": 2.0, "Sat": 0.5, "Sun": 0.5}
+    monday = datetime(2026, 11, 23, tzinfo=UTC)
+    assert model.expected_exposure_days(monday, 7, week) == pytest.approx(7.0)
+    friday = datetime(2026, 11, 27, tzinfo=UTC)
+    assert model.expected_exposure_days(friday, 1, week) == pytest.approx(2.0)
+    assert model.expected_exposure_days(friday + timedelta(hours=12), 1, week) == pytest.approx(
+        1.25
+    )
+    assert model.expected_exposure_days(friday, 3, None) == 3
+
+
+def load_history(rng: np.random.Generator, elasticity: float, n: int) -> pd.DataFrame:
+    """Root incidents with the traffic at their start: other modes happen at any load (log load
+    ~ Normal(0, 0.4)); load-sensitive ones at a load tilted by load ** elasticity."""
+    sigma = 0.4
+    control = rng.normal(0.0, sigma, n)
+    sensitive = rng.normal(elasticity * sigma**2, sigma, n)  # exponential tilt of a normal
+    rows = [
+        {
+            "incident_id": f"I{k}",
+            "service": "svc",
+            "category": category,
+            "started_at": AS_OF - timedelta(hours=3 * k + 1),
+            "load_factor": float(np.exp(x)),
+        }
+        for k, (category, x) in enumerate(
+            [("deployment", x) for x in control] + [("capacity", x) for x in sensitive]
+        )
+    ]
+    return incidents_frame(rows)
+
+
+def test_traffic_elasticity_is_learned_from_load_factors():
+    rng = np.random.default_rng(21)
+    topology = Topology.from_frame(topology_frame(["svc"]))
+    doc = model.fit(load_history(rng, 2.0, 800), topology, AS_OF, 730)
+    elasticity = doc.load.elasticity
+    assert doc.load.source == "data"
+    assert doc.load.incidents_with_load == 1600
+    assert elasticity.p05 < 2.0 < elasticity.p95
+    assert elasticity.p95 - elasticity.p05 < 1.0
+    thin = model.fit(load_history(rng, 2.0, 5), topology, AS_OF, 730)
+    assert thin.load.source == "default"
+    assert thin.load.elasticity.mean == 1.0
+    assert model.traffic_factor(2.0, {"mean": 1.0, "sd": 0.0}) == pytest.approx(2.0)
+    assert model.traffic_factor(2.0, {"mean": 1.0, "sd": 0.5}) > 2.0  # uncertainty costs

@@ -239,3 +239,63 @@ def test_progress_is_reported_up_to_every_trigger_service():
     )
     assert seen and seen[-1] == (4, 4)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def with_time_and_load(doc: ModelDoc, elasticity: float, weekdays: dict[str, float]) -> ModelDoc:
+    return ModelDoc.model_validate(
+        doc.model_dump()
+        | {
+            "load": {
+                "modes": ["capacity"],
+                "incidents_with_load": 500,
+                "elasticity": {"mean": elasticity, "sd": 0.0, "p05": elasticity, "p95": elasticity},
+                "source": "data",
+            },
+            "time_multipliers": {
+                "timezone": "UTC",
+                "root_incidents": 500,
+                "day_of_week": weekdays,
+                "hour_of_day": {f"{h:02d}": 1.0 for h in range(24)},
+                "concentration": {"day_of_week": 70.0, "hour_of_day": 120.0},
+            },
+        }
+    )
+
+
+def test_event_probabilities_use_the_fitted_elasticity_and_weekday_multipliers():
+    flat = dict.fromkeys(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), 1.0)
+    edges = {("api", "web"): (2.0, 3.0), ("db", "api"): (1.0, 1.0), ("cache", "api"): (1.0, 1.0)}
+    doc = with_time_and_load(model_doc(CHAIN, edges), 2.0, flat | {"Fri": 3.0})
+    topology = chain_topology()
+    friday = __import__("datetime").date(2026, 11, 27)
+    event = EventWindow("Black Friday", friday, friday, traffic_multiplier=2.0)
+    candidates = {
+        c["id"]: c["probability"]
+        for c in simulate.candidate_scenarios(doc, topology, RunConfig(draws=100, event=event))
+    }
+    shape, rate = 2.0, 200.0  # model_doc's default posterior; capacity is 5 % of the failures
+    for mode, factor in (("capacity", 2.0**2.0), ("database", 1.0), ("deployment", 1.0)):
+        share = 0.55 if mode == "database" else 0.05
+        expected = simulate.trigger_probability(
+            np.array(shape),
+            np.array(rate),
+            np.array(share * 3.0 * factor),  # Friday: x3
+        )
+        assert candidates[f"db--{mode}"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_model_json_from_before_the_time_and_load_models_still_simulates():
+    doc = model_doc(
+        CHAIN,
+        {("api", "web"): (2.0, 3.0)} | {("db", "api"): (1.0, 1.0)} | {("cache", "api"): (1.0, 1.0)},
+    )
+    assert doc.load is None and doc.time_multipliers is None and doc.backtest is None
+    event = EventWindow(
+        "launch", *[__import__("datetime").date(2026, 11, d) for d in (24, 30)], 3.0
+    )
+    scenarios = simulate.candidate_scenarios(
+        doc, chain_topology(), RunConfig(draws=100, event=event)
+    )
+    capacity = next(c for c in scenarios if c["id"] == "db--capacity")
+    expected = simulate.trigger_probability(np.array(2.0), np.array(200.0), np.array(0.05 * 7 * 3))
+    assert capacity["probability"] == pytest.approx(float(expected), rel=1e-5)

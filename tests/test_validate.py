@@ -129,3 +129,58 @@ def test_unclear_user_facing_values_are_inferred_with_a_warning(tmp_path):
     assert bool(result.topology.attribute("web", "user_facing")) is True  # nothing depends on web
     warnings = [w for w in result.report["warnings"] if "user_facing is not true or false" in w]
     assert len(warnings) == 1 and "(1 rows: 2)" in warnings[0]
+
+
+MODEL_TOPOLOGY = """\
+service,depends_on,soft_depends_on,created_at
+web,api,cache,2025-06-01
+api,db,,yesterday-ish
+db,,,
+cache,,,
+"""
+
+LOAD_ROWS = """\
+incident_id,service,started_at,resolved_at,load_factor
+L1,db,2026-01-05T10:00:00Z,2026-01-05T11:00:00Z,1.8
+L2,db,2026-01-06T10:00:00Z,2026-01-06T11:00:00Z,
+L3,db,2026-01-07T10:00:00Z,2026-01-07T11:00:00Z,lots
+L4,db,2026-01-08T10:00:00Z,2026-01-08T11:00:00Z,-2
+"""
+
+
+def test_criticality_creation_dates_and_load_factors_are_read_and_bad_values_warned(tmp_path):
+    result = _validate(tmp_path, LOAD_ROWS, MODEL_TOPOLOGY)
+    topology = result.topology
+    criticality = {
+        (topology.services[u], topology.services[v]): c
+        for u, v, c in zip(
+            topology.edge_dependency, topology.edge_dependent, topology.criticality, strict=True
+        )
+    }
+    # cache is a dependency of web although depends_on omits it; the others are hard.
+    assert criticality == {("api", "web"): "hard", ("cache", "web"): "soft", ("db", "api"): "hard"}
+    created = topology.attributes["created_at"]
+    assert created["web"] == datetime(2025, 6, 1, tzinfo=UTC)
+    assert created[["api", "db", "cache"]].isna().all()
+    loads = dict(zip(result.incidents["incident_id"], result.incidents["load_factor"], strict=True))
+    assert loads["L1"] == 1.8
+    assert all(v != v for k, v in loads.items() if k != "L1")  # NaN: missing or ignored
+    assert len(result.incidents) == 4  # a bad load factor does not cost the row
+    warnings = "\n".join(result.report["warnings"])
+    assert "created_at is not an ISO-8601 timestamp" in warnings and "(1 rows: 3)" in warnings
+    assert "load_factor must be a positive number" in warnings and "(2 rows: 4, 5)" in warnings
+
+
+def test_the_staged_topology_keeps_criticality_and_creation_dates(tmp_path):
+    from whatif.topology import Topology
+
+    topology = _validate(tmp_path, LOAD_ROWS, MODEL_TOPOLOGY).topology
+    staged = tmp_path / "staged.csv"
+    topology.to_frame().to_csv(staged, index=False)
+    again = Topology.from_frame(ingest.load_topology(staged).frame)
+    assert list(again.criticality) == list(topology.criticality)
+    assert again.attributes["created_at"].equals(topology.attributes["created_at"])
+    plain = _validate(tmp_path, INCIDENTS_CSV).topology
+    assert plain.edge_criticality is None and set(plain.criticality) == {"unknown"}
+    plain.to_frame().to_csv(staged, index=False)
+    assert Topology.from_frame(ingest.load_topology(staged).frame).edge_criticality is None

@@ -41,6 +41,7 @@ HOURS_PER_MONTH = 24 * 365.25 / 12
 TOPOLOGY_COLUMNS = (
     "service",
     "depends_on",
+    "soft_depends_on",
     "tier",
     "owner_team",
     "user_facing",
@@ -76,6 +77,9 @@ CATEGORIES = (
     "other",
 )
 RUNBOOK_BASE = "https://runbooks.example.com/"
+# The platform teams declare a dependency soft (the caller degrades gracefully without it)
+# where its hidden propagation probability is at most this: what they know from design.
+SOFT_AT_MOST = 0.15
 
 
 # --------------------------------------------------------------------------- topology
@@ -369,6 +373,7 @@ def topology_rows(services: Sequence[Service]) -> list[list[str]]:
             [
                 service.name,
                 ";".join(dep for dep, _ in service.calls),
+                ";".join(dep for dep, p in service.calls if p <= SOFT_AT_MOST),
                 service.tier,
                 service.owner_team,
                 "true" if service.user_facing else "false",

@@ -13,7 +13,8 @@ SELECT
     detected_at,
     acknowledged_at,
     caused_by,
-    team
+    team,
+    load_factor
 FROM whatif_incidents
 WHERE started_at > :window_start
   AND started_at <= :window_end

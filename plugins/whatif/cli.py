@@ -25,6 +25,7 @@ from whatif.config import (
     DEFAULT_SEED,
     NARRATORS,
     LLMSettings,
+    ModelSettings,
     RunConfig,
     WhatIf,
     build_event,
@@ -77,6 +78,49 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_HISTORY_DAYS,
         metavar="D",
         help=f"length of the history window (default {DEFAULT_HISTORY_DAYS})",
+    )
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    defaults = ModelSettings()
+    parser.add_argument(
+        "--cascade-window-minutes",
+        type=float,
+        default=defaults.cascade_window_minutes,
+        metavar="M",
+        help="an incident without caused_by that starts at most M minutes after an incident "
+        f"of one of its dependencies is counted as its cascade (default "
+        f"{defaults.cascade_window_minutes:g}; 0: off)",
+    )
+    parser.add_argument(
+        "--half-life-days",
+        type=float,
+        default=None,
+        metavar="D",
+        help="weigh recent history more: an incident D days old counts half (default: off)",
+    )
+    parser.add_argument(
+        "--backtest-horizon-days",
+        type=float,
+        default=defaults.backtest_horizon_days,
+        metavar="D",
+        help=f"backtest forecast horizon (default {defaults.backtest_horizon_days:g})",
+    )
+    parser.add_argument(
+        "--backtest-folds",
+        type=int,
+        default=defaults.backtest_folds,
+        metavar="N",
+        help=f"backtest origins (default {defaults.backtest_folds}; 0: no backtest)",
+    )
+
+
+def model_settings(args: argparse.Namespace) -> ModelSettings:
+    return ModelSettings(
+        cascade_window_minutes=args.cascade_window_minutes,
+        half_life_days=args.half_life_days,
+        backtest_horizon_days=args.backtest_horizon_days,
+        backtest_folds=args.backtest_folds,
     )
 
 
@@ -140,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_inputs(run)
     run.add_argument("--out", required=True, metavar="DIR", help="folder for the artifacts")
+    _add_model_options(run)
     _add_scenario_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -151,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser("fit", help="validate and fit the failure models")
     _add_inputs(fit)
     fit.add_argument("--out", required=True, metavar="FILE", help="model.json to write")
+    _add_model_options(fit)
     fit.set_defaults(handler=cmd_fit)
 
     sim = commands.add_parser("simulate", help="scenarios from a fitted model")
@@ -223,6 +269,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         llm=LLMSettings(
             url=args.llm_url, model=args.llm_model, api_key=os.environ.get("WHATIF_LLM_API_KEY")
         ),
+        model=model_settings(args) if hasattr(args, "cascade_window_minutes") else ModelSettings(),
     )
 
 
@@ -276,7 +323,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     with validated_inputs(args) as (work, _):
-        Path(args.out).write_bytes(pipeline.fit(work).read_bytes())
+        Path(args.out).write_bytes(pipeline.fit(work, model_settings(args)).read_bytes())
     print(f"wrote {args.out}")
     return 0
 

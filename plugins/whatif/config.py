@@ -68,6 +68,33 @@ class LLMSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelSettings:
+    """How the failure models are fitted (docs/model.md)."""
+
+    cascade_window_minutes: float = 30.0  # infer a cascade from a dependency this recent
+    half_life_days: float | None = None  # recency weighting of the history; None: off
+    backtest_horizon_days: float = 28.0
+    backtest_folds: int = 6  # 0: no backtest
+
+    def __post_init__(self) -> None:
+        if self.cascade_window_minutes < 0:
+            raise UserError(
+                f"--cascade-window-minutes {self.cascade_window_minutes}: must be 0 (off) or more"
+            )
+        if self.half_life_days is not None and self.half_life_days <= 0:
+            raise UserError(f"--half-life-days {self.half_life_days}: must be positive")
+        if self.backtest_horizon_days <= 0:
+            raise UserError(
+                f"--backtest-horizon-days {self.backtest_horizon_days}: must be positive"
+            )
+        if self.backtest_folds < 0:
+            raise UserError(f"--backtest-folds {self.backtest_folds}: must be 0 (off) or more")
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     seed: int = DEFAULT_SEED
     scenarios: int = DEFAULT_SCENARIOS
@@ -79,6 +106,7 @@ class RunConfig:
     what_if: tuple[WhatIf, ...] = ()
     narrator: str = "template"
     llm: LLMSettings = dataclasses.field(default_factory=LLMSettings)
+    model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
 
     def __post_init__(self) -> None:
         if self.scenarios < 1:
@@ -174,4 +202,10 @@ def config_from_params(params: dict[str, object], as_of: datetime | None) -> Run
         what_if=tuple(WhatIf.parse(str(item)) for item in what_if),  # type: ignore[union-attr]
         narrator=text("narrator") or "template",
         llm=LLMSettings(url=text("llm_url"), model=text("llm_model")),
+        model=ModelSettings(
+            cascade_window_minutes=number("cascade_window_minutes", 30.0),
+            half_life_days=number("half_life_days", 0.0) or None,
+            backtest_horizon_days=number("backtest_horizon_days", 28.0),
+            backtest_folds=int(number("backtest_folds", 6)),
+        ),
     )

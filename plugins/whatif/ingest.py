@@ -151,7 +151,7 @@ def _incidents_from_notebook(raw: pd.DataFrame) -> pd.DataFrame:
     frame["category"] = clean_text(raw["type"]) if "type" in raw else ""
     frame["title"] = ""
     frame["description"] = clean_text(raw["mitigation"]) if "mitigation" in raw else ""
-    for column in ("detected_at", "acknowledged_at", "caused_by", "team"):
+    for column in ("detected_at", "acknowledged_at", "caused_by", "team", "load_factor"):
         frame[column] = ""
     return _type_incidents(frame, "UTC")
 
@@ -183,7 +183,16 @@ def _type_incidents(
         frame[column] = parse_timestamps(frame[column], zone, timestamp_format)
     for column in ("incident_id", "service", "caused_by"):
         frame[column] = frame[column].replace("", pd.NA)
+    frame["load_factor"] = positive_numbers(frame["load_factor"])
     return frame
+
+
+def positive_numbers(text: pd.Series) -> pd.Series:
+    """Numbers > 0; empty text is NaN, and anything else given (a word, 0, a negative) is -1,
+    for validation to warn about and then ignore."""
+    values = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype(float)
+    given = text.astype(str).str.strip() != ""
+    return values.where(~given | (values > 0), -1.0)
 
 
 # Zone abbreviations seen in exports, with their fixed offsets (an abbreviation names one).
@@ -318,11 +327,30 @@ def topology_table(raw: pd.DataFrame, display: str) -> Table:
     for column in (*TOPOLOGY_REQUIRED, *TOPOLOGY_OPTIONAL):
         frame[column] = clean_text(raw_view[column]) if column in raw_view else ""
     frame["depends_on"] = frame["depends_on"].map(split_dependencies)
+    _read_criticality(frame)
+    given = frame["created_at"] != ""
+    frame["created_at"] = parse_timestamps(frame["created_at"])
+    frame["bad_created_at"] = given & frame["created_at"].isna()
     frame["user_facing"] = frame["user_facing"].map(_parse_bool)
     frame["slo_target"] = frame["slo_target"].map(_parse_slo)
     frame["traffic_weight"] = pd.to_numeric(frame["traffic_weight"], errors="coerce")
     frame["service"] = frame["service"].replace("", pd.NA)
     return Table(frame=frame, raw=raw, path=display, format=fmt)
+
+
+def _read_criticality(frame: pd.DataFrame) -> None:
+    """`soft_depends_on` names the dependencies a service survives without (a cache, a
+    fallback); they are dependencies even when depends_on omits them. Once any row names one,
+    every other dependency is hard; without the column, criticality is unknown (None)."""
+    soft = frame["soft_depends_on"].map(split_dependencies)
+    if not soft.map(bool).any():
+        frame["soft_depends_on"] = None
+        return
+    frame["soft_depends_on"] = soft
+    frame["depends_on"] = [
+        list(dict.fromkeys([*deps, *extra]))
+        for deps, extra in zip(frame["depends_on"], soft, strict=True)
+    ]
 
 
 def split_dependencies(text: str) -> list[str]:

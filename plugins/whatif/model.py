@@ -1,31 +1,50 @@
-"""Model: per-service failure rates, cascade probabilities, durations and severities.
+"""Model: per-service failure rates, cascade probabilities, durations, severities, time and load.
 
 Most services have few incidents, so every estimate borrows strength from the whole fleet:
-- rates: hierarchical Gamma-Poisson; the Gamma prior is fitted by marginal likelihood
-  (empirical Bayes), each service's posterior is Gamma(alpha + n, beta + T);
-- cascades per edge: Beta-Binomial with an empirical-Bayes Beta prior over edges;
-- durations: log-normal with the service means shrunk towards the fleet mean;
-- severities and failure modes: Dirichlet-multinomial shrunk towards the fleet mix.
-The maths is written out in docs/model.md.
+- root attribution: `caused_by`, else a dependency incident that started shortly before;
+- rates: hierarchical Gamma-Poisson with per-service exposure; the Gamma prior is fitted by
+  marginal likelihood (empirical Bayes), each service's posterior is Gamma(alpha + n, beta + T);
+- cascades per edge: Beta-Binomial with an empirical-Bayes Beta prior per dependency criticality;
+- durations (detect, acknowledge, resolve): log-normal with the service means shrunk towards the
+  fleet mean;
+- severities and failure modes: Dirichlet-multinomial shrunk towards the fleet mix;
+- day-of-week and hour-of-day multipliers, shrunk towards flat; the traffic elasticity of
+  load-sensitive failure modes, learned from incidents' `load_factor` when they carry it.
+The maths is written out in docs/model.md; the backtest is in whatif.backtest.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
+from whatif.config import ModelSettings
 from whatif.schemas import FAILURE_MODES, SEVERITIES, ModelDoc
 from whatif.topology import Topology
 
 MODE_CONCENTRATION = 5.0  # pseudo-incidents of fleet mix added to each service's mode counts
 SEVERITY_CONCENTRATION = 5.0
-DEFAULT_PROPAGATION_PRIOR = (1.0, 4.0)  # Beta(1, 4): mean 0.2, used without caused_by evidence
+# Beta priors of propagation used when a criticality class has too few observed edges to fit
+# its own (judgement, documented in docs/model.md): a hard dependency usually takes its caller
+# down, a soft one (cache, fallback, async) rarely; unknown sits between.
+DEFAULT_PROPAGATION_PRIORS = {"hard": (2.0, 3.0), "soft": (1.0, 9.0), "unknown": (1.0, 4.0)}
+MIN_EDGES_FOR_PRIOR = 5  # observed edges a class needs for its own empirical-Bayes prior
 DEFAULT_DURATION = (math.log(60.0), 1.0)  # median 60 min, used when no durations are known
+DAY_OF_WEEK_CONCENTRATION = 70.0  # as if 10 extra root incidents fell on each weekday
+HOUR_OF_DAY_CONCENTRATION = 120.0  # as if 5 extra root incidents fell in each hour
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+# Modes whose rate grows with traffic (capacity, database, dependency timeouts).
+LOAD_SENSITIVE_MODES = ("capacity", "database", "dependency")
+DEFAULT_ELASTICITY = (1.0, 0.5)  # Normal(mean, sd) prior: rate proportional to traffic
+MIN_LOAD_INCIDENTS = 10  # root incidents with load_factor needed in each group to learn from
+LOG_FLOOR = math.log(1e-12)
 Z90 = stats.norm.ppf(0.9)
+DAY = np.timedelta64(1, "D")
 
 
 def observation_window(
@@ -40,46 +59,206 @@ def observation_window(
     end = pd.Timestamp(as_of)
     start = end - timedelta(days=history_days)
     first = pd.Timestamp(data_start) if data_start else incidents["started_at"].min()
+    if pd.notna(first) and first.tzinfo is None:
+        first = first.tz_localize("UTC")
     return (max(start, first.floor("D")) if pd.notna(first) else start), end
+
+
+# --- root attribution -------------------------------------------------------------------
+
+
+def attribute(incidents: pd.DataFrame, topology: Topology, window_minutes: float) -> pd.DataFrame:
+    """One row per (incident, service) with its cause: `parent` (row position, -1 for a root)
+    and `how` ("caused_by", "inferred" or "root").
+
+    `caused_by` decides where given. Without it, the row is an inferred cascade from the most
+    recent incident of one of its service's dependencies that started at most `window_minutes`
+    before it (a different incident; at the same instant, only the one first in
+    (started_at, incident_id) order can be the parent, so two rows never cause each other).
+    """
+    index = topology.index
+    rows = (
+        incidents.drop_duplicates(["incident_id", "service"])
+        .sort_values(["started_at", "incident_id", "service"], kind="stable")
+        .reset_index(drop=True)
+    )
+    frame = pd.DataFrame(
+        {
+            "incident_id": rows["incident_id"].astype(str).to_numpy(),
+            "svc": rows["service"].map(index).to_numpy(np.int64),
+            "t": rows["started_at"].to_numpy("datetime64[ns]"),
+            "caused_by": rows["caused_by"].to_numpy(object),
+        }
+    )
+    frame["pos"] = np.arange(len(frame))
+    parent = np.full(len(frame), -1, dtype=np.int64)
+    how = np.full(len(frame), "root", dtype=object)
+    _link_caused_by(frame, topology, parent, how)
+    if window_minutes > 0:
+        _infer_cascades(frame, topology, window_minutes, parent, how)
+    frame["parent"], frame["how"] = parent, how
+    frame["service"] = rows["service"].to_numpy(object)
+    for column in ("resolved_at", "detected_at", "acknowledged_at", "category", "severity"):
+        frame[column] = rows.get(column)  # the same index: dtypes are kept
+    frame["load_factor"] = rows["load_factor"].to_numpy(float) if "load_factor" in rows else np.nan
+    return frame
+
+
+def _edge_frame(topology: Topology) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "edge": np.arange(len(topology.edge_dependency)),
+            "dependency": topology.edge_dependency,
+            "dependent": topology.edge_dependent,
+        }
+    )
+
+
+def _link_caused_by(
+    frame: pd.DataFrame, topology: Topology, parent: np.ndarray, how: np.ndarray
+) -> None:
+    """Rows with caused_by: the parent is that incident's row on a dependency of the row's
+    service (its first row when none is a dependency: still a cascade, with no edge)."""
+    caused = frame.loc[frame["caused_by"].notna(), ["pos", "svc", "caused_by"]]
+    if caused.empty:
+        return
+    parents = frame[["pos", "svc", "incident_id"]].rename(
+        columns={"pos": "parent_pos", "svc": "parent_svc", "incident_id": "caused_by"}
+    )
+    links = caused.merge(parents, on="caused_by")
+    links = links[links["parent_pos"] != links["pos"]]  # an incident is not its own cause
+    edges = _edge_frame(topology)[["dependency", "dependent"]]
+    on_edge = links.merge(
+        edges, left_on=["parent_svc", "svc"], right_on=["dependency", "dependent"], how="left"
+    )["dependency"].notna()
+    links = links.assign(on_edge=on_edge.to_numpy()).sort_values(
+        ["pos", "on_edge", "parent_pos"], ascending=[True, False, True]
+    )
+    best = links.drop_duplicates("pos")
+    parent[best["pos"].to_numpy()] = best["parent_pos"].to_numpy()
+    how[best["pos"].to_numpy()] = "caused_by"
+
+
+def _infer_cascades(
+    frame: pd.DataFrame,
+    topology: Topology,
+    window_minutes: float,
+    parent: np.ndarray,
+    how: np.ndarray,
+) -> None:
+    """Rows without caused_by: the latest dependency incident within the window before them."""
+    open_rows = frame.loc[frame["caused_by"].isna(), ["pos", "svc", "t", "incident_id"]]
+    edges = _edge_frame(topology)[["dependency", "dependent"]]
+    candidates = open_rows.merge(edges, left_on="svc", right_on="dependent")
+    if candidates.empty:
+        return
+    parents = frame[["pos", "svc", "t", "incident_id"]].rename(
+        columns={"pos": "parent_pos", "svc": "dependency", "t": "parent_t", "incident_id": "pid"}
+    )
+    matched = _match_in_time(
+        candidates, parents, "parent_t", "dependency", "backward", window_minutes
+    ).dropna(subset=["parent_pos"])
+    matched = matched[
+        (matched["pid"] != matched["incident_id"]) & (matched["parent_pos"] < matched["pos"])
+    ]
+    best = matched.sort_values(["pos", "parent_t", "parent_pos"], ascending=[True, False, True])
+    best = best.drop_duplicates("pos")
+    parent[best["pos"].to_numpy()] = best["parent_pos"].to_numpy(np.int64)
+    how[best["pos"].to_numpy()] = "inferred"
+
+
+def _match_in_time(
+    left: pd.DataFrame,
+    right: pd.DataFrame,
+    right_time: str,
+    by: str,
+    direction: str,
+    window_minutes: float,
+) -> pd.DataFrame:
+    """Each row of `left` (time `t`) with the row of `right` of the same `by` closest in time in
+    `direction`, at most `window_minutes` away (NaN when none)."""
+    return pd.merge_asof(
+        left.sort_values("t", kind="stable"),
+        right.sort_values(right_time, kind="stable"),
+        left_on="t",
+        right_on=right_time,
+        by=by,
+        direction=direction,
+        tolerance=pd.Timedelta(minutes=window_minutes),
+        allow_exact_matches=True,
+    )
+
+
+# --- exposure and rates ----------------------------------------------------------------
+
+
+def exposure_starts(
+    attributed: pd.DataFrame, topology: Topology, start: pd.Timestamp, end: pd.Timestamp
+) -> np.ndarray:
+    """Per service, days from the window start to when it could first fail: its `created_at`
+    (or its first incident, when earlier: the date is then wrong), else the window start."""
+    created = topology.attributes["created_at"]
+    created_days = ((created - start) / pd.Timedelta(days=1)).to_numpy(float)
+    first = np.full(topology.size, np.inf)
+    days = (attributed["t"].to_numpy() - start.to_datetime64()) / DAY
+    np.minimum.at(first, attributed["svc"].to_numpy(), days)
+    window_days = (end - start) / pd.Timedelta(days=1)
+    begins = np.where(np.isnan(created_days), 0.0, np.minimum(created_days, first))
+    return np.clip(begins, 0.0, window_days)
+
+
+def weighted_counts(
+    days: np.ndarray,
+    svc: np.ndarray,
+    begins: np.ndarray,
+    window: tuple[float, float],
+    half_life_days: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and exposures (days) per service for events at `days` (since the fit's origin)
+    inside `window` = (from, to); with a half-life, each event and each day of exposure
+    weighs 0.5 ** (age / half_life) at `to` (a power prior on the older history)."""
+    low, high = window
+    inside = (days >= low) & (days < high)
+    begin = np.clip(np.maximum(begins, low), low, high)
+    if half_life_days:
+        decay = math.log(2.0) / half_life_days
+        weights = np.exp(-decay * (high - days[inside]))
+        exposure = (1.0 - np.exp(-decay * (high - begin))) / decay
+    else:
+        weights = np.ones(int(inside.sum()))
+        exposure = high - begin
+    counts = np.bincount(svc[inside], weights=weights, minlength=len(begins))
+    return counts, exposure
+
+
+def negative_binomial_loglik(
+    counts: np.ndarray, exposure: np.ndarray, alpha: float, beta: float
+) -> np.ndarray:
+    """log NegBin(n; alpha, beta / (beta + T)) per service, for real-valued (weighted) counts."""
+    return (
+        special.gammaln(counts + alpha)
+        - special.gammaln(alpha)
+        - special.gammaln(counts + 1.0)
+        + alpha * np.log(beta / (beta + exposure))
+        + special.xlogy(counts, exposure / (beta + exposure))
+    )
 
 
 def fit_gamma_prior(counts: np.ndarray, exposure: np.ndarray) -> tuple[float, float]:
     """Empirical-Bayes Gamma(alpha, beta) prior on rates: maximise the negative-binomial
     marginal likelihood of the per-service counts."""
     counts, exposure = np.asarray(counts, float), np.asarray(exposure, float)
+    mean_rate = max(counts.sum() / max(exposure.sum(), 1e-9), 1e-6)
 
     def negative_log_likelihood(log_params: np.ndarray) -> float:
         alpha, beta = np.exp(log_params)
-        return -float(stats.nbinom.logpmf(counts, alpha, beta / (beta + exposure)).sum())
+        return -float(negative_binomial_loglik(counts, exposure, alpha, beta).sum())
 
-    mean_rate = max(counts.sum() / exposure.sum(), 1e-6)
     start = np.log([1.0, 1.0 / mean_rate])
     bounds = [(math.log(1e-2), math.log(1e3)), (math.log(1e-2), math.log(1e8))]
     result = optimize.minimize(negative_log_likelihood, start, bounds=bounds, method="L-BFGS-B")
     alpha, beta = np.exp(result.x)
     return float(alpha), float(beta)
-
-
-def fit_beta_prior(hits: np.ndarray, trials: np.ndarray) -> tuple[float, float]:
-    """Empirical-Bayes Beta(a, b) prior on propagation probabilities (beta-binomial)."""
-    hits, trials = np.asarray(hits, float), np.asarray(trials, float)
-    observed = trials > 0
-    if observed.sum() < 2:
-        return DEFAULT_PROPAGATION_PRIOR
-
-    def negative_log_likelihood(log_params: np.ndarray) -> float:
-        a, b = np.exp(log_params)
-        return -float(stats.betabinom.logpmf(hits[observed], trials[observed], a, b).sum())
-
-    bounds = [(math.log(0.05), math.log(50.0))] * 2
-    result = optimize.minimize(
-        negative_log_likelihood,
-        np.log(DEFAULT_PROPAGATION_PRIOR),
-        bounds=bounds,
-        method="L-BFGS-B",
-    )
-    a, b = np.exp(result.x)
-    return float(a), float(b)
 
 
 def gamma_interval(shape: np.ndarray, rate: np.ndarray) -> dict[str, np.ndarray]:
@@ -90,12 +269,145 @@ def gamma_interval(shape: np.ndarray, rate: np.ndarray) -> dict[str, np.ndarray]
     }
 
 
+# --- cascades -----------------------------------------------------------------------------
+
+
+def edge_evidence(
+    attributed: pd.DataFrame, topology: Topology, window_minutes: float
+) -> dict[str, np.ndarray]:
+    """Per edge u -> v: one trial per incident of u. A hit when an incident of v has it as its
+    parent; censored (not a trial) when v was failing anyway: another incident of v started
+    within the cascade window around it, so whether u's failure would have spread is unseen."""
+    edges = _edge_frame(topology)
+    n_edges = len(edges)
+    trials = attributed[["pos", "svc", "t"]].merge(edges, left_on="svc", right_on="dependency")
+    children = attributed.loc[attributed["parent"] >= 0, ["parent", "svc", "how"]]
+    hit_rows = trials.merge(
+        children.rename(columns={"parent": "pos", "svc": "dependent"}),
+        on=["pos", "dependent"],
+        how="left",
+    ).drop_duplicates(["pos", "edge"])
+    hit = hit_rows["how"].notna().to_numpy()
+    inferred = (hit_rows["how"] == "inferred").to_numpy()
+    censored = np.zeros(len(hit_rows), dtype=bool)
+    misses = hit_rows.loc[~hit, ["pos", "t", "dependent", "edge"]]
+    if window_minutes > 0 and not misses.empty:
+        others = attributed[["svc", "t"]].rename(columns={"svc": "dependent", "t": "other_t"})
+        near = _match_in_time(misses, others, "other_t", "dependent", "nearest", window_minutes)
+        censored_edges = near.loc[near["other_t"].notna(), ["pos", "edge"]]
+        key = hit_rows[["pos", "edge"]].merge(
+            censored_edges.assign(censored=True), on=["pos", "edge"], how="left"
+        )
+        censored = key["censored"].fillna(False).to_numpy(bool)
+    edge = hit_rows["edge"].to_numpy()
+    count = lambda mask: np.bincount(edge[mask], minlength=n_edges).astype(float)  # noqa: E731
+    return {
+        "trials": count(np.ones(len(edge), dtype=bool)),
+        "exposures": count(~censored),
+        "hits": count(hit),
+        "inferred_hits": count(inferred),
+        "censored": count(censored),
+    }
+
+
+def fit_beta_prior(
+    hits: np.ndarray, trials: np.ndarray, default: tuple[float, float] = (1.0, 4.0)
+) -> tuple[float, float, str]:
+    """Empirical-Bayes Beta(a, b) prior on propagation probabilities (beta-binomial), or
+    `default` when fewer than MIN_EDGES_FOR_PRIOR edges have been tried."""
+    hits, trials = np.asarray(hits, float), np.asarray(trials, float)
+    observed = trials > 0
+    if observed.sum() < MIN_EDGES_FOR_PRIOR:
+        return default[0], default[1], "default"
+
+    def negative_log_likelihood(log_params: np.ndarray) -> float:
+        a, b = np.exp(log_params)
+        return -float(stats.betabinom.logpmf(hits[observed], trials[observed], a, b).sum())
+
+    bounds = [(math.log(0.05), math.log(50.0))] * 2
+    result = optimize.minimize(
+        negative_log_likelihood, np.log(default), bounds=bounds, method="L-BFGS-B"
+    )
+    a, b = np.exp(result.x)
+    return float(a), float(b), "data"
+
+
 def beta_interval(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "mean": a / (a + b),
         "p05": stats.beta.ppf(0.05, a, b),
         "p95": stats.beta.ppf(0.95, a, b),
     }
+
+
+def propagation_posteriors(
+    evidence: dict[str, np.ndarray], criticality: np.ndarray, learn: bool
+) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, float | str]]]:
+    """Beta posteriors per edge, each class of criticality (hard, soft, unknown) with its own
+    prior; without any cascade evidence (`learn` False) every edge keeps its class default."""
+    hits, exposures = evidence["hits"], evidence["exposures"]
+    a, b = np.zeros(len(hits)), np.zeros(len(hits))
+    priors: dict[str, dict[str, float | str]] = {}
+    for name in ("hard", "soft", "unknown"):
+        members = criticality == name
+        if not members.any():
+            continue
+        default = DEFAULT_PROPAGATION_PRIORS[name]
+        if learn:
+            prior_a, prior_b, source = fit_beta_prior(hits[members], exposures[members], default)
+        else:
+            prior_a, prior_b, source = *default, "default"
+        a[members] = prior_a + hits[members]
+        b[members] = prior_b + exposures[members] - hits[members]
+        priors[f"propagation_{name}"] = {"alpha": prior_a, "beta": prior_b, "source": source}
+    # Kept from schema version 1's first release: the prior that most edges use.
+    if priors:
+        names, counts = np.unique(criticality.astype(str), return_counts=True)
+        priors["propagation"] = priors[f"propagation_{names[np.argmax(counts)]}"]
+    else:
+        default = DEFAULT_PROPAGATION_PRIORS["unknown"]
+        priors["propagation"] = {"alpha": default[0], "beta": default[1], "source": "default"}
+    return a, b, priors
+
+
+# --- durations, mixes, time and load --------------------------------------------------------
+
+
+def fit_durations(
+    minutes: pd.Series, service: pd.Series, services: tuple[str, ...]
+) -> tuple[np.ndarray, float, np.ndarray, dict[str, float | str]]:
+    """Per-service log-normal duration: partially pooled mean, pooled spread.
+
+    `minutes` may hold NaN (unknown) and negative values (timestamps out of order), both left
+    out; under a minute counts as one. Returns (mu per service, sigma, number of durations per
+    service, prior description)."""
+    known = minutes.notna() & (minutes >= 0)
+    logs = np.log(np.maximum(minutes[known].to_numpy(float), 1.0))
+    if len(logs) < 2:
+        mu0, sigma = DEFAULT_DURATION
+        n = np.zeros(len(services))
+        return (
+            np.full(len(services), mu0),
+            sigma,
+            n,
+            {"mu": mu0, "sigma": sigma, "source": "default"},
+        )
+    by_service = pd.DataFrame({"service": service[known].to_numpy(), "y": logs})
+    grouped = (
+        by_service.groupby("service")["y"].agg(["count", "mean", "var"]).reindex(list(services))
+    )
+    n = grouped["count"].fillna(0).to_numpy(float)
+    means = grouped["mean"].to_numpy(float)
+    within = grouped["var"].fillna(0).to_numpy(float)
+    sigma2 = float(np.sum(within * np.maximum(n - 1, 0)) / max(np.sum(np.maximum(n - 1, 0)), 1))
+    sigma2 = sigma2 if sigma2 > 0 else float(np.var(logs)) or 1.0
+    mu0 = float(np.mean(logs))
+    seen = n > 0
+    tau2 = max(float(np.var(means[seen])) - sigma2 * float(np.mean(1.0 / n[seen])), 0.01)
+    weight = np.where(seen, (n / sigma2) / (n / sigma2 + 1.0 / tau2), 0.0)
+    mu = weight * np.nan_to_num(means, nan=mu0) + (1.0 - weight) * mu0
+    sigma = math.sqrt(sigma2)
+    return mu, sigma, n, {"mu": mu0, "sigma": sigma, "tau": math.sqrt(tau2), "source": "data"}
 
 
 def shrunk_mix(
@@ -116,75 +428,111 @@ def shrunk_mix(
     return (table + concentration * fleet) / (table.sum(axis=1, keepdims=True) + concentration)
 
 
-def fit_durations(
-    incidents: pd.DataFrame, services: tuple[str, ...]
-) -> tuple[np.ndarray, float, np.ndarray, dict[str, float | str]]:
-    """Per-service log-normal duration: partially pooled mean, pooled spread.
+def shrunk_multipliers(
+    counts: np.ndarray, exposure_share: np.ndarray, concentration: float
+) -> np.ndarray:
+    """Rate multipliers per period (mean 1 over the exposure): the Dirichlet posterior mean
+    share of incidents, with `concentration` pseudo-incidents spread like the exposure (flat),
+    divided by the period's share of the exposure."""
+    share = (counts + concentration * exposure_share) / (counts.sum() + concentration)
+    return np.divide(share, exposure_share, out=np.ones_like(share), where=exposure_share > 0)
 
-    Returns (mu per service, sigma, number of durations per service, prior description).
-    """
-    minutes = (incidents["resolved_at"] - incidents["started_at"]).dt.total_seconds() / 60.0
-    known = minutes.notna()
-    logs = np.log(np.maximum(minutes[known].to_numpy(float), 1.0))
-    if len(logs) < 2:
-        mu0, sigma = DEFAULT_DURATION
-        n = np.zeros(len(services))
-        return (
-            np.full(len(services), mu0),
-            sigma,
-            n,
-            {"mu": mu0, "sigma": sigma, "source": "default"},
-        )
-    by_service = pd.DataFrame({"service": incidents.loc[known, "service"].to_numpy(), "y": logs})
-    grouped = (
-        by_service.groupby("service")["y"].agg(["count", "mean", "var"]).reindex(list(services))
+
+def time_multipliers(roots: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, Any]:
+    """Day-of-week and hour-of-day multipliers of the root-failure rate (UTC), shrunk to flat."""
+    t = pd.DatetimeIndex(roots["t"])
+    days = pd.date_range(start.floor("D"), end.ceil("D"), freq="D", inclusive="left")
+    weekday_exposure = np.bincount(days.weekday, minlength=7).astype(float)
+    weekday = shrunk_multipliers(
+        np.bincount(t.weekday, minlength=7).astype(float),
+        weekday_exposure / weekday_exposure.sum(),
+        DAY_OF_WEEK_CONCENTRATION,
     )
-    n = grouped["count"].fillna(0).to_numpy(float)
-    means = grouped["mean"].to_numpy(float)
-    within = grouped["var"].fillna(0).to_numpy(float)
-    sigma2 = float(np.sum(within * np.maximum(n - 1, 0)) / max(np.sum(np.maximum(n - 1, 0)), 1))
-    sigma2 = sigma2 if sigma2 > 0 else float(np.var(logs)) or 1.0
-    mu0 = float(np.mean(logs))
-    seen = n > 0
-    tau2 = max(float(np.var(means[seen])) - sigma2 * float(np.mean(1.0 / n[seen])), 0.01)
-    weight = np.where(seen, (n / sigma2) / (n / sigma2 + 1.0 / tau2), 0.0)
-    mu = weight * np.nan_to_num(means, nan=mu0) + (1.0 - weight) * mu0
-    sigma = math.sqrt(sigma2)
-    return mu, sigma, n, {"mu": mu0, "sigma": sigma, "tau": math.sqrt(tau2), "source": "data"}
-
-
-def _incident_counts(incidents: pd.DataFrame, services: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-    rows = incidents.drop_duplicates(["incident_id", "service"])
-    total = rows["service"].value_counts().reindex(list(services), fill_value=0).to_numpy(float)
-    roots = rows.loc[rows["caused_by"].isna(), "service"]
-    root = roots.value_counts().reindex(list(services), fill_value=0).to_numpy(float)
-    return total, root
-
-
-def edge_evidence(incidents: pd.DataFrame, topology: Topology) -> tuple[np.ndarray, np.ndarray]:
-    """For each edge: exposures = incidents of the dependency; hits = how many of them caused
-    (by `caused_by`) an incident of the dependent."""
-    services = topology.services
-    total, _ = _incident_counts(incidents, services)
-    exposures = total[topology.edge_dependency]
-    parent_service = incidents.drop_duplicates(["incident_id", "service"]).set_index("incident_id")[
-        "service"
-    ]
-    caused = incidents.dropna(subset=["caused_by"])
-    pairs = (
-        caused[["caused_by", "service"]]
-        .merge(parent_service.rename("parent_service"), left_on="caused_by", right_index=True)
-        .drop_duplicates(["caused_by", "service", "parent_service"])
+    hour = shrunk_multipliers(
+        np.bincount(t.hour, minlength=24).astype(float),
+        np.full(24, 1 / 24),
+        HOUR_OF_DAY_CONCENTRATION,
     )
-    hit_counts = pairs.groupby(["parent_service", "service"]).size()
-    hits = np.array(
-        [
-            hit_counts.get((services[u], services[v]), 0)
-            for u, v in zip(topology.edge_dependency, topology.edge_dependent, strict=True)
-        ],
-        dtype=float,
-    )
-    return exposures, np.minimum(hits, exposures)
+    return {
+        "timezone": "UTC",
+        "root_incidents": len(t),
+        "day_of_week": {name: _round(v) for name, v in zip(WEEKDAYS, weekday, strict=True)},
+        "hour_of_day": {f"{h:02d}": _round(v) for h, v in enumerate(hour)},
+        "concentration": {
+            "day_of_week": DAY_OF_WEEK_CONCENTRATION,
+            "hour_of_day": HOUR_OF_DAY_CONCENTRATION,
+        },
+    }
+
+
+def expected_exposure_days(
+    start: datetime, days: float, day_of_week: dict[str, float] | None
+) -> float:
+    """The horizon's length in days, each day weighted by its weekday multiplier (a week
+    sums to about 7; a Friday-only event window to the Friday multiplier)."""
+    if not day_of_week:
+        return days
+    weights = [day_of_week[name] for name in WEEKDAYS]
+    total, cursor, left = 0.0, pd.Timestamp(start), days
+    while left > 1e-9:
+        next_midnight = cursor.floor("D") + pd.Timedelta(days=1)
+        step = min(left, (next_midnight - cursor) / pd.Timedelta(days=1))
+        total += step * weights[cursor.weekday()]
+        cursor, left = cursor + pd.Timedelta(days=step), left - step
+    return total
+
+
+def fit_load_elasticity(roots: pd.DataFrame) -> dict[str, Any]:
+    """Traffic elasticity of the load-sensitive modes from root incidents' `load_factor`.
+
+    If the rate of load-sensitive failures grows as load ** e while other modes do not depend
+    on load, the log-odds that an incident at load L is load-sensitive is c + e log L: a
+    logistic regression whose slope is e (the other modes serve as controls for how often
+    each load level occurs). MAP with the default as a Normal prior on e, so thin data stays
+    near it; the interval is the Laplace approximation."""
+    prior_mean, prior_sd = DEFAULT_ELASTICITY
+    known = roots["load_factor"].notna() & (roots["load_factor"] > 0)
+    x = np.log(roots.loc[known, "load_factor"].to_numpy(float))
+    y = roots.loc[known, "category"].isin(LOAD_SENSITIVE_MODES).to_numpy(float)
+    description: dict[str, Any] = {
+        "modes": list(LOAD_SENSITIVE_MODES),
+        "incidents_with_load": int(known.sum()),
+    }
+    if min(y.sum(), len(y) - y.sum()) < MIN_LOAD_INCIDENTS or np.ptp(x) == 0:
+        mean, sd, source = prior_mean, prior_sd, "default"
+    else:
+        theta = np.array([math.log(max(y.mean(), 1e-3) / max(1 - y.mean(), 1e-3)), prior_mean])
+        prior_precision = np.diag([1e-2, 1.0 / prior_sd**2])
+        design = np.column_stack([np.ones_like(x), x])
+        for _ in range(50):
+            p = special.expit(design @ theta)
+            gradient = design.T @ (y - p) - prior_precision @ (theta - [0.0, prior_mean])
+            hessian = design.T @ (design * (p * (1 - p))[:, None]) + prior_precision
+            step = np.linalg.solve(hessian, gradient)
+            theta = theta + step
+            if np.abs(step).max() < 1e-10:
+                break
+        p = special.expit(design @ theta)
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + prior_precision
+        mean, sd, source = float(theta[1]), float(math.sqrt(np.linalg.inv(hessian)[1, 1])), "data"
+    return description | {
+        "elasticity": {
+            "mean": _round(mean),
+            "sd": _round(sd),
+            "p05": _round(mean - 1.6448536 * sd),
+            "p95": _round(mean + 1.6448536 * sd),
+        },
+        "source": source,
+    }
+
+
+def traffic_factor(multiplier: float, elasticity: dict[str, float]) -> float:
+    """E[multiplier ** e] for e ~ Normal(mean, sd): the rate factor of a load-sensitive mode."""
+    log_m = math.log(multiplier)
+    return math.exp(elasticity["mean"] * log_m + 0.5 * (elasticity["sd"] * log_m) ** 2)
+
+
+# --- the fit ------------------------------------------------------------------------------
 
 
 def fit(
@@ -193,13 +541,28 @@ def fit(
     as_of: datetime,
     history_days: int,
     data_start: str | None = None,
+    settings: ModelSettings | None = None,
 ) -> ModelDoc:
     """Fit every model on validated incidents; the result is the model.json contract."""
+    from whatif import backtest
+
+    settings = settings or ModelSettings()
     services = topology.services
     start, end = observation_window(incidents, as_of, history_days, data_start)
     days = (end - start).total_seconds() / 86400.0
-    exposure = np.full(len(services), days)
-    total, root = _incident_counts(incidents, services)
+    window_minutes, inference = _inference_window(incidents, settings)
+    attributed = attribute(incidents, topology, window_minutes)
+    t_days = (attributed["t"].to_numpy() - start.to_datetime64()) / DAY
+    svc = attributed["svc"].to_numpy()
+    is_root = (attributed["how"] == "root").to_numpy()
+    begins = exposure_starts(attributed, topology, start, end)
+    window = (0.0, days)
+    total, exposure = weighted_counts(t_days, svc, begins, window, settings.half_life_days)
+    root, _ = weighted_counts(
+        t_days[is_root], svc[is_root], begins, window, settings.half_life_days
+    )
+    raw_total = np.bincount(svc, minlength=topology.size)
+    raw_root = np.bincount(svc[is_root], minlength=topology.size)
 
     alpha_all, beta_all = fit_gamma_prior(total, exposure)
     alpha_root, beta_root = fit_gamma_prior(root, exposure)
@@ -207,88 +570,184 @@ def fit(
     root_shape, root_rate = alpha_root + root, beta_root + exposure
     root_rate_interval = gamma_interval(root_shape, root_rate)
 
-    roots = incidents[incidents["caused_by"].isna()]
+    roots = attributed[is_root]
     modes = shrunk_mix(
         roots["category"], roots["service"], services, FAILURE_MODES, MODE_CONCENTRATION
     )
     severities = shrunk_mix(
-        incidents["severity"], incidents["service"], services, SEVERITIES, SEVERITY_CONCENTRATION
+        attributed["severity"],
+        attributed["service"],
+        services,
+        SEVERITIES,
+        SEVERITY_CONCENTRATION,
     )
-    mu, sigma, n_durations, duration_prior = fit_durations(incidents, services)
+    durations = _response_times(attributed, services)
 
-    has_causes = incidents["caused_by"].notna().any()
-    exposures, hits = edge_evidence(incidents, topology)
-    if not has_causes:  # no caused_by at all: absence of links is no evidence of no cascades
-        exposures, hits = np.zeros_like(exposures), np.zeros_like(hits)
-    prior_a, prior_b = fit_beta_prior(hits, exposures)
-    edge_a, edge_b = prior_a + hits, prior_b + exposures - hits
+    evidence = edge_evidence(attributed, topology, window_minutes)
+    if window_minutes == 0 and incidents["caused_by"].isna().all():
+        # Nothing links incidents: the absence of links is no evidence that failures do
+        # not spread, so every edge keeps its prior.
+        evidence = {key: np.zeros_like(values) for key, values in evidence.items()}
+    learn = bool((attributed["how"] != "root").any())
+    edge_a, edge_b, propagation_priors = propagation_posteriors(
+        evidence, topology.criticality, learn
+    )
     propagation = beta_interval(edge_a, edge_b)
 
-    service_rows = []
-    for i, name in enumerate(services):
-        source = (
-            "prior"
-            if duration_prior["source"] == "default"
-            else ("data" if n_durations[i] > 0 else "pooled")
+    service_rows = [
+        _service_row(
+            i,
+            name,
+            raw_total,
+            raw_root,
+            exposure,
+            incident_rate,
+            root_rate_interval,
+            (root_shape, root_rate),
+            durations,
+            severities,
+            modes,
         )
-        service_rows.append(
-            {
-                "service": name,
-                "incidents": int(total[i]),
-                "root_incidents": int(root[i]),
-                "incident_rate_per_day": _pick(incident_rate, i),
-                "root_rate_per_day": _pick(root_rate_interval, i),
-                "root_rate_posterior": {"shape": float(root_shape[i]), "rate": float(root_rate[i])},
-                "mttr_minutes": {
-                    "p50": _round(math.exp(mu[i])),
-                    "p90": _round(math.exp(mu[i] + Z90 * sigma)),
-                },
-                "mttr_source": source,
-                "duration_minutes_lognormal": {"mu": float(mu[i]), "sigma": float(sigma)},
-                "severity_probabilities": _mix(severities[i], SEVERITIES),
-                "failure_modes": _mix(modes[i], FAILURE_MODES),
-            }
-        )
+        for i, name in enumerate(services)
+    ]
+    criticality = topology.criticality
     edge_rows = [
         {
             "service": services[v],
             "depends_on": services[u],
+            "criticality": str(criticality[k]),
             "propagation_probability": _pick(propagation, k),
             "posterior": {"alpha": float(edge_a[k]), "beta": float(edge_b[k])},
-            "evidence": {"exposures": int(exposures[k]), "hits": int(hits[k])},
+            "evidence": {
+                "exposures": int(evidence["exposures"][k]),
+                "hits": int(evidence["hits"][k]),
+                "inferred_hits": int(evidence["inferred_hits"][k]),
+                "censored": int(evidence["censored"][k]),
+            },
         }
         for k, (u, v) in enumerate(
             zip(topology.edge_dependency, topology.edge_dependent, strict=True)
         )
     ]
+    how = attributed["how"].value_counts()
     return ModelDoc.model_validate(
         {
             "window": {"start": start.isoformat(), "end": end.isoformat(), "days": round(days, 6)},
+            "settings": settings.as_dict(),
             "inputs": {
                 "incidents": int(incidents["incident_id"].nunique()),
                 "incident_rows": len(incidents),
-                "root_incidents": int(root.sum()),
+                "root_incidents": int(raw_root.sum()),
                 "services": len(services),
                 "edges": len(edge_rows),
+            },
+            "attribution": {
+                "window_minutes": window_minutes,
+                "inference": inference,
+                "rows": len(attributed),
+                "roots": int(how.get("root", 0)),
+                "caused_by": int(how.get("caused_by", 0)),
+                "inferred": int(how.get("inferred", 0)),
             },
             "priors": {
                 "incident_rate": {"alpha": alpha_all, "beta": beta_all},
                 "root_rate": {"alpha": alpha_root, "beta": beta_root},
-                "propagation": {
-                    "alpha": prior_a,
-                    "beta": prior_b,
-                    "source": "data" if has_causes else "default",
-                },
-                "duration_log_minutes": duration_prior,
+                **propagation_priors,
+                **{f"{name}_log_minutes": prior for name, (*_, prior) in durations.items()},
                 "concentration": {
                     "failure_modes": MODE_CONCENTRATION,
                     "severity": SEVERITY_CONCENTRATION,
                 },
             },
+            "time_multipliers": time_multipliers(roots, start, end),
+            "load": fit_load_elasticity(roots),
+            "backtest": backtest.run(attributed, begins, start, end, history_days, settings),
             "services": service_rows,
             "edges": edge_rows,
         }
     )
+
+
+def _inference_window(incidents: pd.DataFrame, settings: ModelSettings) -> tuple[float, str]:
+    """The cascade window to infer with, and why when it is off: timestamps that are dates
+    only (the notebook format) would make every same-day pair look simultaneous."""
+    if settings.cascade_window_minutes == 0:
+        return 0.0, "off: cascade window set to 0"
+    started = incidents["started_at"].dropna()
+    if len(started) and (started == started.dt.floor("D")).all():
+        return 0.0, "off: the start times are dates only"
+    return settings.cascade_window_minutes, "on"
+
+
+def _response_times(
+    attributed: pd.DataFrame, services: tuple[str, ...]
+) -> dict[str, tuple[np.ndarray, float, np.ndarray, dict[str, float | str]]]:
+    """Log-normal fits of time to resolve (start -> resolved), to detect (start -> detected)
+    and to acknowledge (detected, else start -> acknowledged)."""
+    started = pd.to_datetime(attributed["t"], utc=True)
+
+    def minutes(later: str, earlier: pd.Series) -> pd.Series:
+        values = pd.to_datetime(attributed[later], utc=True)
+        return (values - earlier).dt.total_seconds() / 60.0
+
+    detected = pd.to_datetime(attributed["detected_at"], utc=True)
+    fits = {
+        "duration": minutes("resolved_at", started),
+        "detect": minutes("detected_at", started),
+        "acknowledge": minutes("acknowledged_at", detected.fillna(started)),
+    }
+    return {name: fit_durations(m, attributed["service"], services) for name, m in fits.items()}
+
+
+def _service_row(
+    i: int,
+    name: str,
+    total: np.ndarray,
+    root: np.ndarray,
+    exposure: np.ndarray,
+    incident_rate: dict[str, np.ndarray],
+    root_rate_interval: dict[str, np.ndarray],
+    posterior: tuple[np.ndarray, np.ndarray],
+    durations: dict[str, tuple[np.ndarray, float, np.ndarray, dict[str, float | str]]],
+    severities: np.ndarray,
+    modes: np.ndarray,
+) -> dict[str, Any]:
+    mu, sigma, n_durations, duration_prior = durations["duration"]
+    source = (
+        "prior"
+        if duration_prior["source"] == "default"
+        else ("data" if n_durations[i] > 0 else "pooled")
+    )
+    root_mean = float(root_rate_interval["mean"][i])
+    return {
+        "service": name,
+        "incidents": int(total[i]),
+        "root_incidents": int(root[i]),
+        "exposure_days": _round(float(exposure[i])),
+        "incident_rate_per_day": _pick(incident_rate, i),
+        "root_rate_per_day": _pick(root_rate_interval, i),
+        "root_rate_posterior": {"shape": float(posterior[0][i]), "rate": float(posterior[1][i])},
+        "root_rate_by_mode_per_day": _mix(modes[i] * root_mean, FAILURE_MODES),
+        "mttr_minutes": _lognormal_percentiles(mu[i], sigma),
+        "mttr_source": source,
+        "duration_minutes_lognormal": {"mu": float(mu[i]), "sigma": float(sigma)},
+        "mttd_minutes": _measured_percentiles(durations["detect"], i),
+        "mtta_minutes": _measured_percentiles(durations["acknowledge"], i),
+        "severity_probabilities": _mix(severities[i], SEVERITIES),
+        "failure_modes": _mix(modes[i], FAILURE_MODES),
+    }
+
+
+def _lognormal_percentiles(mu: float, sigma: float) -> dict[str, float]:
+    return {"p50": _round(math.exp(mu)), "p90": _round(math.exp(mu + Z90 * sigma))}
+
+
+def _measured_percentiles(
+    fitted: tuple[np.ndarray, float, np.ndarray, dict[str, float | str]], i: int
+) -> dict[str, float] | None:
+    """Percentiles of a response time, or None when the input has no such timestamps."""
+    mu, sigma, _, prior = fitted
+    return None if prior["source"] == "default" else _lognormal_percentiles(mu[i], sigma)
 
 
 def _round(value: float) -> float:

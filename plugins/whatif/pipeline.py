@@ -27,7 +27,7 @@ from whatif import (
     sources,
     validate,
 )
-from whatif.config import RunConfig
+from whatif.config import ModelSettings, RunConfig
 from whatif.errors import UserError
 from whatif.schemas import INCIDENT_OPTIONAL, INCIDENT_REQUIRED, ModelDoc, ScenariosDoc
 from whatif.topology import Topology
@@ -189,7 +189,7 @@ def _as_of(workdir: Path) -> datetime:
     return datetime.fromisoformat(_validation(workdir)["as_of"])
 
 
-def fit(workdir: Path) -> Path:
+def fit(workdir: Path, settings: ModelSettings | None = None) -> Path:
     """Fit the models on the validated data; write model.json."""
     incidents, topology = load_clean(workdir)
     validation = _validation(workdir)
@@ -199,6 +199,7 @@ def fit(workdir: Path) -> Path:
         datetime.fromisoformat(validation["as_of"]),
         int(validation["window"]["days"]),
         validation["inputs"]["incidents"]["data_start"],
+        settings,
     )
     return report.write_json(Path(workdir) / "model.json", document.model_dump())
 
@@ -304,7 +305,7 @@ def run_all(
     steps = [
         ("extract", lambda: extract(inputs, out_dir, as_of, config.history_days)),
         ("validate", lambda: run_validation(out_dir, as_of, config.history_days)),
-        ("fit", lambda: fit(out_dir)),
+        ("fit", lambda: fit(out_dir, config.model)),
         ("simulate", lambda: run_simulation(out_dir, config, progress)),
         ("narrate", lambda: run_narration(out_dir, config)),
         ("report", lambda: run_report(out_dir)),

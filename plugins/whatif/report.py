@@ -103,6 +103,62 @@ def mermaid_cascade(scenario: dict[str, Any], edges: list[tuple[str, str]]) -> s
     return "\n".join(lines)
 
 
+BACKTEST_LABELS = {
+    "hierarchical": "hierarchical Gamma-Poisson (this model)",
+    "global_rate": "baseline: one global rate",
+    "per_service_ml": "baseline: per-service maximum likelihood",
+}
+
+
+def model_card(model_doc: ModelDoc) -> dict[str, Any]:
+    """The facts of the model card: what was fitted on what, and how well it forecast."""
+    doc = model_doc.model_dump()
+    edges = doc["edges"]
+    observed = [e for e in edges if e["evidence"]["exposures"] > 0]
+    classes = {
+        "hard": "hard dependencies",
+        "soft": "soft dependencies",
+        "unknown": "dependencies of unknown criticality",
+    }
+    priors = [
+        {
+            "label": classes[name],
+            "mean": prior["alpha"] / (prior["alpha"] + prior["beta"]),
+            "source": "fitted to the fleet" if prior["source"] == "data" else "default",
+        }
+        for name in classes
+        if (prior := doc["priors"].get(f"propagation_{name}"))
+    ]
+    weekdays = (doc["time_multipliers"] or {}).get("day_of_week") or {}
+    hours = (doc["time_multipliers"] or {}).get("hour_of_day") or {}
+    backtest = doc["backtest"] or {"status": "skipped", "reason": "not run (an older model.json)"}
+    scores = backtest.get("scores") or {}
+    rows = [
+        {"name": name, "label": label, **scores[name]}
+        for name, label in BACKTEST_LABELS.items()
+        if name in scores
+    ]
+    return {
+        "window": doc["window"],
+        "services": doc["inputs"]["services"],
+        "edges": len(edges),
+        "edges_observed": len(observed),
+        "attribution": doc["attribution"],
+        "root_prior_per_30_days": 30
+        * doc["priors"]["root_rate"]["alpha"]
+        / doc["priors"]["root_rate"]["beta"],
+        "propagation_priors": priors,
+        "busiest_weekday": max(weekdays, key=weekdays.get) if weekdays else None,
+        "quietest_weekday": min(weekdays, key=weekdays.get) if weekdays else None,
+        "weekdays": weekdays,
+        "busiest_hour": max(hours, key=hours.get) if hours else None,
+        "load": doc["load"],
+        "settings": doc["settings"] or {},
+        "backtest": backtest,
+        "backtest_rows": rows,
+    }
+
+
 def _environment(autoescape: bool) -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -133,6 +189,7 @@ def render_reports(
             key=lambda s: (-s["root_rate_per_day"]["mean"], s["service"]),
         )[:10],
         "validation": validation,
+        "card": model_card(model_doc),
     }
     markdown = _environment(False).get_template("report.md.j2").render(**context)
     html = (

@@ -19,7 +19,7 @@ from whatif.sources import redact
 log = logging.getLogger(__name__)
 
 INCIDENT_COLUMNS = [*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL]
-SERVICE_COLUMNS = ["service", *TOPOLOGY_OPTIONAL]
+SERVICE_COLUMNS = ["service", *(c for c in TOPOLOGY_OPTIONAL if c != "soft_depends_on")]
 
 
 def load_sample(db_url: str, incidents: str, topology: str, schema: Path) -> dict[str, int]:
@@ -80,12 +80,15 @@ def _topology_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     services = frame[SERVICE_COLUMNS].copy()
     for column in ("tier", "owner_team", "runbook_url", "oncall"):
         services[column] = services[column].replace("", None)
+    known = frame["soft_depends_on"].map(lambda soft: soft is not None).any()
     dependencies = pd.DataFrame(
         [
-            (s, d)
-            for s, deps in zip(frame["service"], frame["depends_on"], strict=True)
+            (s, d, ("soft" if d in (soft or []) else "hard") if known else None)
+            for s, deps, soft in zip(
+                frame["service"], frame["depends_on"], frame["soft_depends_on"], strict=True
+            )
             for d in deps
         ],
-        columns=["service", "depends_on"],
+        columns=["service", "depends_on", "criticality"],
     )
     return services, dependencies

@@ -39,6 +39,7 @@ INCIDENT_OPTIONAL = (
     "acknowledged_at",
     "caused_by",
     "team",
+    "load_factor",
 )
 TOPOLOGY_REQUIRED = ("service", "depends_on")
 TOPOLOGY_OPTIONAL = (
@@ -49,6 +50,8 @@ TOPOLOGY_OPTIONAL = (
     "oncall",
     "slo_target",
     "traffic_weight",
+    "created_at",
+    "soft_depends_on",
 )
 
 # The legacy What-If notebook format that users migrate from.
@@ -72,8 +75,14 @@ class Percentiles(_Strict):
 
 
 class Evidence(_Strict):
+    """Trials of an edge: failures of the dependency, less those `censored` (the dependent
+    was failing anyway); hits: failures of the dependent they caused (`inferred_hits` of them
+    from timing, not caused_by)."""
+
     exposures: int = Field(ge=0)
     hits: int = Field(ge=0)
+    inferred_hits: int = Field(default=0, ge=0)
+    censored: int = Field(default=0, ge=0)
 
 
 class GammaPosterior(_Strict):
@@ -107,6 +116,11 @@ class ServiceModel(_Strict):
     duration_minutes_lognormal: LogNormal
     severity_probabilities: dict[str, float]
     failure_modes: dict[str, float]
+    # Added within schema version 1 (optional, so earlier files still read):
+    exposure_days: float | None = Field(default=None, ge=0)
+    root_rate_by_mode_per_day: dict[str, float] | None = None
+    mttd_minutes: Percentiles | None = None  # None: the input has no detected_at
+    mtta_minutes: Percentiles | None = None  # None: the input has no acknowledged_at
 
 
 class EdgeModel(_Strict):
@@ -115,6 +129,70 @@ class EdgeModel(_Strict):
     propagation_probability: Interval
     posterior: BetaPosterior
     evidence: Evidence
+    criticality: Literal["hard", "soft", "unknown"] = "unknown"
+
+
+class Attribution(_Strict):
+    """How incident rows were attributed: roots, cascades by caused_by, cascades inferred."""
+
+    window_minutes: float = Field(ge=0)
+    inference: str = "on"  # or "off: <why>"
+    rows: int = Field(ge=0)
+    roots: int = Field(ge=0)
+    caused_by: int = Field(ge=0)
+    inferred: int = Field(ge=0)
+
+
+class TimeMultipliers(_Strict):
+    timezone: str
+    root_incidents: int = Field(ge=0)
+    day_of_week: dict[str, float]
+    hour_of_day: dict[str, float]
+    concentration: dict[str, float]
+
+
+class Elasticity(_Strict):
+    mean: float
+    sd: float = Field(ge=0)
+    p05: float
+    p95: float
+
+
+class LoadModel(_Strict):
+    """Rates of `modes` scale as traffic ** elasticity during an event window."""
+
+    modes: list[str]
+    incidents_with_load: int = Field(ge=0)
+    elasticity: Elasticity
+    source: Literal["data", "default"]
+
+
+class BacktestScore(_Strict):
+    log_score: float
+    coverage_90: float = Field(ge=0, le=1)
+    predicted_total: float = Field(ge=0)
+    observed_total: int = Field(ge=0)
+    zero_probability_outcomes: int = Field(ge=0)
+
+
+class BacktestComparison(_Strict):
+    log_score_difference: float
+    standard_error: float = Field(ge=0)
+
+
+class Backtest(_Strict):
+    status: Literal["done", "skipped"]
+    reason: str | None = None
+    target: str | None = None
+    horizon_days: float | None = None
+    folds: int | None = None
+    origins: list[str] = []
+    services: int | None = None
+    evaluations: int | None = None
+    scores: dict[str, BacktestScore] = {}
+    winner: str | None = None
+    comparison: dict[str, BacktestComparison] = {}
+    verdict: str | None = None
 
 
 class Window(_Strict):
@@ -130,6 +208,12 @@ class ModelDoc(_Strict):
     priors: dict[str, dict[str, float | str]]
     services: list[ServiceModel]
     edges: list[EdgeModel]
+    # Added within schema version 1 (optional, so earlier files still read):
+    settings: dict[str, float | int | None] | None = None
+    attribution: Attribution | None = None
+    time_multipliers: TimeMultipliers | None = None
+    load: LoadModel | None = None
+    backtest: Backtest | None = None
 
 
 class Trigger(_Strict):

@@ -16,20 +16,19 @@ import dataclasses
 import difflib
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import breadth_first_order
 
+from whatif import model
 from whatif.config import RunConfig, WhatIf
 from whatif.errors import UserError
 from whatif.schemas import FAILURE_MODES, SEVERITIES, ModelDoc
 from whatif.topology import Topology
 
-# Modes whose rate grows with traffic during an event window (elasticity 1: rate ∝ traffic).
-LOAD_SENSITIVE_MODES = ("capacity", "database", "dependency")
-TRAFFIC_ELASTICITY = 1.0
 SEVERITY_WEIGHT = {"SEV1": 4.0, "SEV2": 2.0, "SEV3": 1.0, "SEV4": 0.5}
 INTERNAL_WEIGHT = 0.25  # weight of an internal service relative to a user-facing one
 LISTED_THRESHOLD = 0.10  # a service is listed as affected when hit in >= 10 % of draws
@@ -61,15 +60,31 @@ def trigger_probability(
     return -np.expm1(shape * (np.log(rate) - np.log(rate + expected_multiplier)))
 
 
-def mode_multipliers(config: RunConfig) -> np.ndarray:
-    """Traffic factor per failure mode for the horizon (1 outside an event window)."""
+def mode_multipliers(config: RunConfig, model_doc: ModelDoc) -> np.ndarray:
+    """Traffic factor per failure mode for the horizon (1 outside an event window): the
+    load-sensitive modes scale as traffic ** elasticity, averaged over the elasticity's
+    posterior (model.json "load"; a model fitted before it existed: elasticity exactly 1)."""
     factor = np.ones(len(FAILURE_MODES))
     if config.event and config.event.traffic_multiplier != 1.0:
-        boost = config.event.traffic_multiplier**TRAFFIC_ELASTICITY
+        load = model_doc.load
+        elasticity = load.elasticity.model_dump() if load else {"mean": 1.0, "sd": 0.0}
+        modes = load.modes if load else model.LOAD_SENSITIVE_MODES
+        boost = model.traffic_factor(config.event.traffic_multiplier, elasticity)
         for i, mode in enumerate(FAILURE_MODES):
-            if mode in LOAD_SENSITIVE_MODES:
+            if mode in modes:
                 factor[i] = boost
     return factor
+
+
+def horizon_exposure(config: RunConfig, model_doc: ModelDoc) -> float:
+    """The horizon in days, each day weighted by its weekday multiplier: an event window
+    from its first day, otherwise the days right after the history ends."""
+    if config.event:
+        start = datetime.combine(config.event.start, datetime.min.time(), UTC)
+    else:
+        start = datetime.fromisoformat(model_doc.window.end)
+    weekdays = model_doc.time_multipliers.day_of_week if model_doc.time_multipliers else None
+    return model.expected_exposure_days(start, config.effective_horizon_days, weekdays)
 
 
 def _spread(live: np.ndarray, dependency: np.ndarray, dependent: np.ndarray, n: int) -> np.ndarray:
@@ -103,16 +118,16 @@ def _live_edges(p: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarr
 
 
 def _cascade_stats(
-    affected: np.ndarray, nodes: np.ndarray, model: dict[str, np.ndarray], rng: np.random.Generator
+    affected: np.ndarray, nodes: np.ndarray, arrays: dict[str, np.ndarray], rng: np.random.Generator
 ) -> CascadeStats:
     """Durations, severities and impact per draw for the services `nodes` (trigger first)."""
     n_draws, n = affected.shape
     z = rng.standard_normal((n_draws, n))
-    minutes = np.exp(model["mu"][nodes] + model["sigma"][nodes] * z)
+    minutes = np.exp(arrays["mu"][nodes] + arrays["sigma"][nodes] * z)
     duration = np.where(affected, minutes, 0.0).max(axis=1)
     u = rng.random((n_draws, n))
-    severity = (u[:, :, None] > model["severity_cdf"][nodes][None, :, :-1]).sum(axis=2)
-    user_facing = model["user_facing"][nodes]
+    severity = (u[:, :, None] > arrays["severity_cdf"][nodes][None, :, :-1]).sum(axis=2)
+    user_facing = arrays["user_facing"][nodes]
     counted = affected & (user_facing | (np.arange(n) == 0))[None, :]
     worst = np.where(counted, severity, len(SEVERITIES) - 1).min(axis=1)
     weights = np.where(user_facing, 1.0, INTERNAL_WEIGHT)
@@ -227,8 +242,8 @@ def candidate_scenarios(
     """Every (trigger service, failure mode) pair with its probability and impact facts."""
     rng = np.random.default_rng(config.seed)
     arrays = model_arrays(model_doc, topology)
-    horizon = config.effective_horizon_days
-    multiplier = arrays["modes"] * mode_multipliers(config)[None, :] * horizon
+    horizon = horizon_exposure(config, model_doc)
+    multiplier = arrays["modes"] * mode_multipliers(config, model_doc)[None, :] * horizon
     probability = trigger_probability(arrays["shape"][:, None], arrays["rate"][:, None], multiplier)
     cascades = simulate_cascades(model_doc, topology, config.draws, rng, progress)
     candidates = []

@@ -23,6 +23,14 @@ class Topology:
     edge_dependent: np.ndarray  # int index of the calling service (where failure arrives)
     attributes: pd.DataFrame  # one row per service, indexed by service name
     implicit: tuple[str, ...] = ()  # named only in depends_on, given no row of their own
+    # Per edge: "hard", "soft", or "unknown" when the topology does not say (no soft_depends_on).
+    edge_criticality: np.ndarray | None = None
+
+    @property
+    def criticality(self) -> np.ndarray:
+        if self.edge_criticality is None:
+            return np.full(len(self.edge_dependency), "unknown", dtype=object)
+        return self.edge_criticality
 
     @property
     def index(self) -> dict[str, int]:
@@ -51,7 +59,9 @@ class Topology:
         dependency = np.array([p[0] for p in pairs], dtype=np.int64)
         dependent = np.array([p[1] for p in pairs], dtype=np.int64)
         attributes = _attributes(frame, services, dependency)
-        return cls(services, dependency, dependent, attributes, implicit)
+        return cls(
+            services, dependency, dependent, attributes, implicit, _criticality(frame, pairs, index)
+        )
 
     def dependents_of(self, service: str) -> list[str]:
         i = self.index[service]
@@ -85,7 +95,32 @@ class Topology:
         rows = self.attributes.copy()
         rows.insert(0, "depends_on", [";".join(self.dependencies_of(s)) for s in self.services])
         rows["user_facing"] = rows["user_facing"].map(lambda v: "true" if v else "false")
+        rows["created_at"] = rows["created_at"].map(lambda t: t.isoformat() if pd.notna(t) else "")
+        if self.edge_criticality is not None:
+            soft = self.edge_criticality == "soft"
+            rows["soft_depends_on"] = [
+                ";".join(
+                    self.services[u]
+                    for u in self.edge_dependency[soft & (self.edge_dependent == i)]
+                )
+                for i in range(self.size)
+            ]
         return rows.reset_index(names="service")
+
+
+def _criticality(
+    frame: pd.DataFrame, pairs: list[tuple[int, int]], index: dict[str, int]
+) -> np.ndarray | None:
+    """Each edge's criticality from the rows' soft_depends_on lists (None when not given)."""
+    if "soft_depends_on" not in frame or not frame["soft_depends_on"].map(bool).any():
+        return None
+    soft = {
+        (index[dep], index[str(svc)])
+        for svc, deps in zip(frame["service"], frame["soft_depends_on"], strict=True)
+        for dep in (deps or [])
+        if dep != svc and dep in index
+    }
+    return np.array(["soft" if pair in soft else "hard" for pair in pairs], dtype=object)
 
 
 def _attributes(
@@ -93,7 +128,12 @@ def _attributes(
 ) -> pd.DataFrame:
     """Per-service attributes; user_facing is inferred for entry points when not given."""
     columns = ["tier", "owner_team", "runbook_url", "oncall", "slo_target", "traffic_weight"]
-    table = frame.set_index("service")[[*columns, "user_facing"]].reindex(list(services))
+    if "created_at" not in frame:
+        frame = frame.assign(created_at=pd.NaT)
+    table = frame.set_index("service")[[*columns, "user_facing", "created_at"]].reindex(
+        list(services)
+    )
+    table["created_at"] = pd.to_datetime(table["created_at"], utc=True)
     for column in ("tier", "owner_team", "runbook_url", "oncall"):
         table[column] = table[column].fillna("").astype(str)
     has_dependents = np.zeros(len(services), dtype=bool)

@@ -94,6 +94,13 @@ def topology_checks() -> list[Check]:
             ),
             "traffic_weight must be between 0 and 1; the value is ignored",
         ),
+        Check(
+            "bad_created_at",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeInSet(column="bad_created_at", value_set=[False]),
+            "created_at is not an ISO-8601 timestamp; the service counts as present for the "
+            "whole window",
+        ),
     ]
 
 
@@ -162,6 +169,15 @@ def incident_checks(table_format: str, services: list[str], now: pd.Timestamp) -
             "warn",
             lambda e: e.ExpectColumnValuesToBeInSet(column="unknown_caused_by", value_set=[False]),
             "caused_by names no incident in the file; the row counts as a root failure",
+        ),
+        Check(
+            "bad_load_factor",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeBetween(
+                column="load_factor", min_value=0, strict_min=True
+            ),
+            "load_factor must be a positive number (traffic relative to normal); the value "
+            "is ignored",
         ),
     ]
     return checks
@@ -357,6 +373,7 @@ def validate_incidents(
         next(o["keys"] for o in outcomes if o["reason"] == "unknown_caused_by")
     )
     frame.loc[unknown_cause, "caused_by"] = pd.NA
+    frame.loc[frame["load_factor"] <= 0, "load_factor"] = float("nan")
     start = pd.Timestamp(as_of) - timedelta(days=history_days)
     outside = frame["started_at"].notna() & (
         (frame["started_at"] <= start) | (frame["started_at"] > pd.Timestamp(as_of))
