@@ -22,15 +22,29 @@ DATA = PROJECT / "include" / "data"
 REPORTS_URL = os.environ.get("WHATIF_REPORTS_URL", (PROJECT / "reports").as_uri())
 
 
-def _work_dir(run_id: str) -> Path:
-    """Where this run's stages exchange files (shared storage when workers are several)."""
+def _work_location(run_id: str) -> str:
+    """Where this run's stages exchange files: WHATIF_WORK_URL (object storage, e.g.
+    s3://bucket/whatif-work, for workers that share no disk), else WHATIF_WORK_DIR, else a
+    folder in AIRFLOW_HOME. Only this location travels through XCom."""
     from whatif.publish import safe_run_id
 
+    url = os.environ.get("WHATIF_WORK_URL")
+    if url:
+        return f"{url.rstrip('/')}/{safe_run_id(run_id)}"
     base = (
         os.environ.get("WHATIF_WORK_DIR")
         or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "whatif-work"
     )
-    return Path(base) / safe_run_id(run_id)
+    return str(Path(base) / safe_run_id(run_id))
+
+
+def _workspace(location: str, params: dict) -> Any:
+    """The run's files as a local folder (a copy synchronised with object storage when the
+    location is a URL; connection WHATIF_WORK_CONN_ID, else the storage connection)."""
+    from whatif.workspace import workspace
+
+    conn_id = os.environ.get("WHATIF_WORK_CONN_ID") or params["storage_conn_id"] or None
+    return workspace(location, conn_id)
 
 
 def _run_config(params: dict) -> Any:
@@ -216,68 +230,75 @@ def what_if_scenarios() -> None:
     def extract(params: dict | None = None, run_id: str | None = None) -> str:
         from whatif import pipeline
 
-        workdir = _work_dir(run_id)
+        location = _work_location(run_id)
         config = _run_config(params)
-        pipeline.extract(_inputs(params), workdir, config.effective_as_of, config.history_days)
-        return str(workdir)
+        with _workspace(location, params) as workdir:
+            pipeline.extract(_inputs(params), workdir, config.effective_as_of, config.history_days)
+        return location
 
     @task
     @_user_errors_fail_fast
-    def validate(workdir: str, params: dict | None = None) -> str:
+    def validate(location: str, params: dict | None = None) -> str:
         from whatif import pipeline
 
         config = _run_config(params)
-        pipeline.run_validation(Path(workdir), config.effective_as_of, config.history_days)
-        return workdir
+        with _workspace(location, params) as workdir:
+            pipeline.run_validation(workdir, config.effective_as_of, config.history_days)
+        return location
 
     @task
     @_user_errors_fail_fast
-    def fit(workdir: str, params: dict | None = None) -> str:
+    def fit(location: str, params: dict | None = None) -> str:
         from whatif import pipeline
 
-        pipeline.fit(Path(workdir), _run_config(params).model)
-        return workdir
+        with _workspace(location, params) as workdir:
+            pipeline.fit(workdir, _run_config(params).model)
+        return location
 
     @task
     @_user_errors_fail_fast
-    def simulate(workdir: str, params: dict | None = None) -> str:
+    def simulate(location: str, params: dict | None = None) -> str:
         from whatif import pipeline
 
-        pipeline.run_simulation(Path(workdir), _run_config(params))
-        return workdir
+        with _workspace(location, params) as workdir:
+            pipeline.run_simulation(workdir, _run_config(params))
+        return location
 
     @task
     @_user_errors_fail_fast
-    def narrate(workdir: str, params: dict | None = None) -> str:
+    def narrate(location: str, params: dict | None = None) -> str:
         from whatif import pipeline
 
-        pipeline.run_narration(Path(workdir), _run_config(params))
-        return workdir
+        with _workspace(location, params) as workdir:
+            pipeline.run_narration(workdir, _run_config(params))
+        return location
 
     @task
     @_user_errors_fail_fast
-    def report(workdir: str) -> str:
+    def report(location: str, params: dict | None = None) -> str:
         from whatif import pipeline
 
-        pipeline.run_report(Path(workdir))
-        return workdir
+        with _workspace(location, params) as workdir:
+            pipeline.run_report(workdir)
+        return location
 
     @task
     @_user_errors_fail_fast
-    def publish(workdir: str, params: dict | None = None, run_id: str | None = None) -> list:
+    def publish(location: str, params: dict | None = None, run_id: str | None = None) -> list:
         from whatif import pipeline
 
         as_of = _run_config(params).effective_as_of
-        published = [
-            pipeline.run_publish(Path(workdir), target, as_of.date(), run_id)
-            for target in params["publish_targets"]
-        ]
+        with _workspace(location, params) as workdir:
+            published = [
+                pipeline.run_publish(workdir, target, as_of.date(), run_id)
+                for target in params["publish_targets"]
+            ]
         for where in published:
             print(f"report published: {where['run']}/report.html (latest: {where['latest']})")
         return published
 
-    workdir = extract()
-    publish(report(narrate(simulate(fit(validate(workdir))))))
+    location = extract()
+    publish(report(narrate(simulate(fit(validate(location))))))
 
 
 what_if_scenarios()

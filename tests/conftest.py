@@ -122,6 +122,19 @@ def s3_server() -> Iterator[str]:
         process.wait(timeout=10)
 
 
+@pytest.fixture
+def aws_env(s3_server, monkeypatch) -> str:
+    """Credentials and endpoint of the S3 server, as the environment gives them to boto."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return s3_server
+
+
 @pytest.fixture(scope="session")
 def database() -> Iterator[str]:
     """A fresh database on the local PostgreSQL server, dropped afterwards."""

@@ -195,6 +195,13 @@ def _run_dag(home: Path, tmp_path: Path, conf: dict, **env: str) -> tuple[str, P
         dag = DagBag(dag_folder=sys.argv[1]).dags["what_if_scenarios"]
         run = dag.test(run_conf=json.loads(sys.argv[2]))
         print("STATE", run.state)
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+        with create_session() as session:
+            row = session.query(XComModel).filter_by(
+                dag_id=run.dag_id, run_id=run.run_id, task_id="fit"
+            ).one()
+            print("FIT_XCOM", json.dumps(row.value))
     """,
         airflow_env(home, WHATIF_WORK_DIR=str(tmp_path / "work"), **env),
         str(DAGS),
@@ -219,11 +226,30 @@ def test_dag_reads_object_storage_through_the_storage_connection(airflow_home, s
             "topology": "s3://data/exports/topology.csv",
         },
         AIRFLOW_CONN_WHATIF_DATA=json.dumps(connection),
+        WHATIF_WORK_URL="s3://data/whatif-work",
     )
     assert "STATE success" in out
     validation = json.loads((latest / "validation.json").read_text())
     assert validation["inputs"]["incidents"]["path"] == "s3://data/exports/incidents.csv"
     assert validation["inputs"]["incidents"]["rows_read"] == 677
+    # The stages exchanged their files through object storage: XCom held only the location.
+    fit_xcom = json.loads(out.split("FIT_XCOM", 1)[1].strip().splitlines()[0])
+    assert isinstance(fit_xcom, str) and fit_xcom.startswith("s3://data/whatif-work/manual__")
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    )
+    prefix = fit_xcom.removeprefix("s3://data/")
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="data", Prefix=prefix)["Contents"]}
+    assert {f"{prefix}/model.json", f"{prefix}/_stage/incidents.parquet"} <= keys
+    model = client.get_object(Bucket="data", Key=f"{prefix}/model.json")["Body"].read()
+    assert model == (latest / "model.json").read_bytes()
+    assert not (tmp_path / "work").exists()  # nothing went through the local work folder
 
 
 def test_dag_reads_sql_through_the_database_connection(airflow_home, loaded_database, tmp_path):

@@ -542,3 +542,30 @@ def test_traffic_elasticity_is_learned_from_load_factors():
     assert thin.load.elasticity.mean == 1.0
     assert model.traffic_factor(2.0, {"mean": 1.0, "sd": 0.0}) == pytest.approx(2.0)
     assert model.traffic_factor(2.0, {"mean": 1.0, "sd": 0.5}) > 2.0  # uncertainty costs
+
+
+def test_a_tie_at_the_same_instant_does_not_hide_an_earlier_parent():
+    rows = incidents_frame(
+        [
+            {"incident_id": "D1", "service": "db", "started_at": at(0)},
+            {"incident_id": "Z9", "service": "db", "started_at": at(10)},  # sorts after A1
+            {"incident_id": "A1", "service": "api", "started_at": at(10)},
+        ]
+    )
+    attributed = model.attribute(rows, chain_topology(), 30)
+    by_pos = attributed.set_index("pos")["incident_id"]
+    parents = {r.incident_id: by_pos[r.parent] for r in attributed.itertuples() if r.parent >= 0}
+    assert parents == {"A1": "D1"}
+
+
+def test_failures_of_a_dependency_before_the_dependent_existed_are_not_trials():
+    frame = topology_frame(["api", "db"], {"api": ["db"]})
+    frame["created_at"] = [pd.Timestamp(AS_OF - timedelta(days=100)), pd.NaT]
+    rows = incidents_frame(
+        [
+            {"incident_id": f"D{k}", "service": "db", "started_at": AS_OF - timedelta(d, hours=3)}
+            for k, d in enumerate((300, 200, 50, 20))
+        ]
+    )
+    doc = model.fit(rows, Topology.from_frame(frame), AS_OF, 730, "2024-01-01")
+    assert doc.edges[0].evidence.exposures == 2  # db's failures at 300 and 200 days: no api yet

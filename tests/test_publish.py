@@ -58,3 +58,22 @@ def test_run_ids_become_safe_path_segments():
         "scheduled__2026-11-30T06_00_00_00_00"
     )
     assert publish.safe_run_id("../../etc") == "etc"
+
+
+def test_publishing_to_object_storage_replaces_latest(aws_env, tmp_path):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=aws_env)
+    client.create_bucket(Bucket="reports")
+    source = _run_folder(tmp_path, {"report.html": "a", "quarantine.csv": "x"})
+    publish.publish(
+        source, ["report.html", "quarantine.csv"], "s3://reports/w", date(2026, 11, 23), "r1"
+    )
+    publish.publish(source, ["report.html"], "s3://reports/w", date(2026, 11, 30), "r2")
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="reports")["Contents"])
+    assert keys == [
+        "w/2026-11-23/r1/quarantine.csv",
+        "w/2026-11-23/r1/report.html",
+        "w/2026-11-30/r2/report.html",
+        "w/latest/report.html",
+    ]

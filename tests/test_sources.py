@@ -142,18 +142,6 @@ def test_naive_timestamps_of_a_mapping_use_its_zone():
 # --- object storage: a real S3-protocol server ------------------------------------------
 
 
-@pytest.fixture
-def aws_env(s3_server, monkeypatch) -> str:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": s3_server,
-    }.items():
-        monkeypatch.setenv(name, value)
-    return s3_server
-
-
 def test_s3_urls_give_the_same_result_as_the_files(aws_env, reference, run_cli, tmp_path):
     incidents, topology = clean_tables(
         run_cli,

@@ -155,12 +155,18 @@ def _infer_cascades(
     parents = frame[["pos", "svc", "t", "incident_id"]].rename(
         columns={"pos": "parent_pos", "svc": "dependency", "t": "parent_t", "incident_id": "pid"}
     )
-    matched = _match_in_time(
-        candidates, parents, "parent_t", "dependency", "backward", window_minutes
+    # Strictly earlier parents (the latest per dependency), and parents at the same instant
+    # (every one: only those that sort first may count), so that an excluded tie never hides
+    # a valid earlier parent.
+    earlier = _match_in_time(
+        candidates, parents, "parent_t", "dependency", "backward", window_minutes, exact=False
     ).dropna(subset=["parent_pos"])
-    matched = matched[
-        (matched["pid"] != matched["incident_id"]) & (matched["parent_pos"] < matched["pos"])
-    ]
+    same_instant = candidates.merge(
+        parents, left_on=["dependency", "t"], right_on=["dependency", "parent_t"]
+    )
+    same_instant = same_instant[same_instant["parent_pos"] < same_instant["pos"]]
+    matched = pd.concat([earlier, same_instant], ignore_index=True)
+    matched = matched[matched["pid"] != matched["incident_id"]]
     best = matched.sort_values(["pos", "parent_t", "parent_pos"], ascending=[True, False, True])
     best = best.drop_duplicates("pos")
     parent[best["pos"].to_numpy()] = best["parent_pos"].to_numpy(np.int64)
@@ -174,9 +180,11 @@ def _match_in_time(
     by: str,
     direction: str,
     window_minutes: float,
+    exact: bool = True,
 ) -> pd.DataFrame:
     """Each row of `left` (time `t`) with the row of `right` of the same `by` closest in time in
-    `direction`, at most `window_minutes` away (NaN when none)."""
+    `direction`, at most `window_minutes` away (NaN when none); `exact`: may it be the same
+    instant."""
     return pd.merge_asof(
         left.sort_values("t", kind="stable"),
         right.sort_values(right_time, kind="stable"),
@@ -185,7 +193,7 @@ def _match_in_time(
         by=by,
         direction=direction,
         tolerance=pd.Timedelta(minutes=window_minutes),
-        allow_exact_matches=True,
+        allow_exact_matches=exact,
     )
 
 
@@ -273,14 +281,20 @@ def gamma_interval(shape: np.ndarray, rate: np.ndarray) -> dict[str, np.ndarray]
 
 
 def edge_evidence(
-    attributed: pd.DataFrame, topology: Topology, window_minutes: float
+    attributed: pd.DataFrame,
+    topology: Topology,
+    window_minutes: float,
+    since: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per edge u -> v: one trial per incident of u. A hit when an incident of v has it as its
-    parent; censored (not a trial) when v was failing anyway: another incident of v started
-    within the cascade window around it, so whether u's failure would have spread is unseen."""
+    """Per edge u -> v: one trial per incident of u (after v existed: `since`, per service, as
+    datetime64). A hit when an incident of v has it as its parent; censored (not a trial) when
+    v was failing anyway: another incident of v started within the cascade window around it,
+    so whether u's failure would have spread is unseen."""
     edges = _edge_frame(topology)
     n_edges = len(edges)
     trials = attributed[["pos", "svc", "t"]].merge(edges, left_on="svc", right_on="dependency")
+    if since is not None:
+        trials = trials[trials["t"].to_numpy() >= since[trials["dependent"].to_numpy()]]
     children = attributed.loc[attributed["parent"] >= 0, ["parent", "svc", "how"]]
     hit_rows = trials.merge(
         children.rename(columns={"parent": "pos", "svc": "dependent"}),
@@ -583,7 +597,8 @@ def fit(
     )
     durations = _response_times(attributed, services)
 
-    evidence = edge_evidence(attributed, topology, window_minutes)
+    since = start.to_datetime64() + (begins * 86400e9).astype("timedelta64[ns]")
+    evidence = edge_evidence(attributed, topology, window_minutes, since)
     if window_minutes == 0 and incidents["caused_by"].isna().all():
         # Nothing links incidents: the absence of links is no evidence that failures do
         # not spread, so every edge keeps its prior.
@@ -600,7 +615,7 @@ def fit(
             name,
             raw_total,
             raw_root,
-            exposure,
+            days - begins,  # raw days, like the counts beside them (not recency-weighted)
             incident_rate,
             root_rate_interval,
             (root_shape, root_rate),

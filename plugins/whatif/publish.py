@@ -13,17 +13,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from whatif.sources import relative_name, storage_path
+
 log = logging.getLogger(__name__)
-
-
-def storage_path(url: str) -> Any:
-    """An ObjectStoragePath for a URL or a local path (imported here: the engine must import
-    without Airflow, and only publishing needs it)."""
-    from airflow.sdk import ObjectStoragePath
-
-    if "://" not in url:
-        url = Path(url).expanduser().resolve().as_uri()
-    return ObjectStoragePath(url)
 
 
 def safe_run_id(run_id: str) -> str:
@@ -51,5 +43,5 @@ def publish(
 def _remove_stale(folder: Any, keep: set[str]) -> None:
     """Drop files an earlier run left in `latest` that this run no longer produces."""
     for path in folder.rglob("*"):
-        if path.is_file() and str(path.relative_to(folder)) not in keep:
+        if path.is_file() and relative_name(path, folder) not in keep:
             path.unlink()

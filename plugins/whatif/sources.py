@@ -37,14 +37,32 @@ def is_url(location: str) -> bool:
     return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", location))
 
 
+def is_remote(location: str) -> bool:
+    """An object-storage URL (a file:// URL is a local path)."""
+    return is_url(location) and not location.startswith("file://")
+
+
+def storage_path(url: str, conn_id: str | None = None) -> Any:
+    """An ObjectStoragePath for a URL or a local path, through the Airflow connection
+    `conn_id` when given (imported here: the engine must import without Airflow, and only
+    object storage needs it)."""
+    from airflow.sdk import ObjectStoragePath
+
+    if not is_url(url):
+        url = Path(url).expanduser().resolve().as_uri()
+    return ObjectStoragePath(url, conn_id=conn_id) if conn_id else ObjectStoragePath(url)
+
+
+def relative_name(path: Any, root: Any) -> str:
+    """`path` below `root` as a relative POSIX name (ObjectStoragePath.relative_to gives a
+    relative object-storage path, which fsspec refuses to use)."""
+    return str(path)[len(str(root).rstrip("/")) :].lstrip("/")
+
+
 def read_bytes(location: str, conn_id: str | None = None) -> bytes:
     """The bytes at a local path or an ObjectStoragePath URL (`conn_id` for its credentials)."""
-    if is_url(location) and not location.startswith("file://"):
-        from airflow.sdk import ObjectStoragePath  # only object storage needs Airflow
-
-        path = (
-            ObjectStoragePath(location, conn_id=conn_id) if conn_id else ObjectStoragePath(location)
-        )
+    if is_remote(location):
+        path = storage_path(location, conn_id)
         try:
             return path.read_bytes()
         except FileNotFoundError:
