@@ -227,6 +227,36 @@ def test_stages_chain_through_their_own_commands(run_cli, tmp_path):
     assert len(doc.scenarios) == 3 and doc.as_of.startswith("2026-11-01")
 
 
+def test_fit_takes_the_model_settings_and_rejects_bad_ones(run_cli, tmp_path):
+    common = ["--incidents", SAMPLE_INCIDENTS, "--topology", SAMPLE_TOPOLOGY, "--as-of"]
+    code, _, err = run_cli(
+        "fit",
+        *common,
+        SAMPLE_AS_OF,
+        "--out",
+        tmp_path / "model.json",
+        "--cascade-window-minutes",
+        "0",
+        "--half-life-days",
+        "180",
+        "--backtest-folds",
+        "3",
+    )
+    assert code == 0, err
+    doc = ModelDoc.model_validate_json((tmp_path / "model.json").read_text())
+    assert doc.settings == {
+        "cascade_window_minutes": 0.0,
+        "half_life_days": 180.0,
+        "backtest_horizon_days": 28.0,
+        "backtest_folds": 3,
+    }
+    assert doc.attribution.inferred == 0 and doc.attribution.inference.startswith("off")
+    assert doc.backtest.folds == 3
+    code, _, err = run_cli("fit", *common, SAMPLE_AS_OF, "--out", "x", "--half-life-days", "-1")
+    assert code == 2
+    assert err.strip() == "whatif: error: --half-life-days -1.0: must be positive"
+
+
 def test_missing_file_is_one_line_and_exit_2(run_cli, tmp_path):
     code, _, err = run_cli(
         "run",

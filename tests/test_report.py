@@ -6,7 +6,7 @@ import json
 
 from conftest import INCIDENTS_CSV, TOPOLOGY_CSV, write
 from whatif import pipeline, report
-from whatif.config import RunConfig, WhatIf
+from whatif.config import ModelSettings, RunConfig, WhatIf
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -48,3 +48,55 @@ def test_mermaid_cascade_draws_failure_flow_among_affected_services():
     assert 'n1["db (100%)"]' in text and 'n0["api (40%)"]' in text
     assert "n1 --> n0" in text
     assert "web" not in text and "cache" not in text
+
+
+def test_the_model_card_shows_the_backtest_and_says_when_it_was_not_run(tmp_path):
+    out = tmp_path / "out"
+    pipeline.run_all(
+        pipeline.Inputs(
+            incidents=str(write(tmp_path, "incidents.csv", INCIDENTS_CSV)),
+            topology=str(write(tmp_path, "topology.csv", TOPOLOGY_CSV)),
+        ),
+        out,
+        RunConfig(draws=200, scenarios=3, history_days=3650, model=ModelSettings(backtest_folds=0)),
+    )
+    markdown = (out / "report.md").read_text()
+    model = json.loads((out / "model.json").read_text())
+    assert "## Model card" in markdown and "### Backtest" in markdown
+    assert "Not run: turned off (backtest folds = 0)." in markdown
+    assert "Root attribution:** 5 root failures, 2 cascades recorded by `caused_by`" in markdown
+
+    # A model whose baseline won: the table bolds the winner and the verdict says so.
+    model["backtest"] = {
+        "status": "done",
+        "target": "root incidents per service",
+        "horizon_days": 28.0,
+        "folds": 2,
+        "origins": ["2026-04-01T00:00:00+00:00", "2026-04-29T00:00:00+00:00"],
+        "services": 4,
+        "evaluations": 8,
+        "scores": {
+            name: {
+                "log_score": score,
+                "coverage_90": 0.9,
+                "predicted_total": 3.0,
+                "observed_total": 3,
+                "zero_probability_outcomes": 0,
+            }
+            for name, score in (
+                ("hierarchical", -0.7),
+                ("global_rate", -0.6),
+                ("per_service_ml", -0.9),
+            )
+        },
+        "winner": "global_rate",
+        "comparison": {},
+        "verdict": "On this history one global rate predicted better.",
+    }
+    (out / "model.json").write_text(json.dumps(model))
+    pipeline.run_report(out)
+    markdown = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "| **baseline: one global rate** | -0.6 |" in markdown
+    assert "**On this history one global rate predicted better.**" in markdown
+    assert 'id="model-card"' in html and "<strong>baseline: one global rate</strong>" in html
