@@ -34,25 +34,19 @@ import argparse
 import gc
 import json
 import os
-import resource
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_simulate import _display_path, machine, synthetic_topology
-from bench_validate import _engine, _vm_hwm_mib  # _engine = engine_version + changed files
+import common
+from bench_simulate import synthetic_topology
+from common import AS_OF, HISTORY_DAYS, cell
 
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-HISTORY_DAYS = 730
 SEED = 11
 TARGET_SECONDS = 20.0
 TARGET_MIB = 2048.0
@@ -70,31 +64,8 @@ SOFT_PROPAGATION = 0.25  # a soft edge's hidden propagation probability, relativ
 PROFILE_TOP = 25
 CHILDREN = ("generate", "fit", "profile")
 
-TITLES = (
-    "CPU saturation at peak traffic",
-    "replication lag growing",
-    "elevated 5xx after release",
-    "connection pool exhausted",
-    "DNS resolution failures",
-    "certificate expired on internal endpoint",
-    "disk full on primary node",
-    "latency regression after config change",
-    "queue backlog growing",
-    "memory leak in worker pods",
-    "errors from a dependency",
-)
-DESCRIPTIONS = (
-    "Pods hit their CPU limits at peak and latency climbed. Scaled out manually and raised "
-    "the autoscaler ceiling.",
-    "A heavy batch job caused write amplification; replication fell minutes behind. The job "
-    "was paused and rescheduled off-peak.",
-    "A release changed the retry policy; error rates rose until the rollout was rolled back.",
-    "Connections were not returned to the pool under a slow dependency; requests queued and "
-    "timed out.",
-    "Resolver timeouts in one zone; traffic was shifted to the other zones while the resolver "
-    "was restarted.",
-    "",
-)
+TITLES = (*common.TITLES, "errors from a dependency")
+DESCRIPTIONS = (*common.DESCRIPTIONS, "")
 
 # --------------------------------------------------------------------------- synthetic data
 
@@ -362,10 +333,6 @@ def write_inputs(folder: Path, n: int, n_services: int) -> dict:
 # --------------------------------------------------------------------------- child process
 
 
-def _max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _model_figures(document: dict, topology) -> dict:
     """A few model.json figures as a sanity check, read defensively (fields the model does not
     have come out as None)."""
@@ -432,15 +399,15 @@ def child_fit(folder: Path) -> dict:
     from whatif import model
 
     gc.collect()
-    after_imports = _max_rss_mib()
+    after_imports = common.max_rss_mib()
     topology, incidents, topology_s, read_s = _read_inputs(folder)
     gc.collect()
-    before = _max_rss_mib()
+    before = common.max_rss_mib()
     began = time.perf_counter()
     document = model.fit(incidents, topology, AS_OF, HISTORY_DAYS)
     seconds = time.perf_counter() - began
-    peak = _max_rss_mib()
-    vm_hwm = _vm_hwm_mib()
+    peak = common.max_rss_mib()
+    vm_hwm = common.vm_hwm_mib()
     began = time.perf_counter()
     dumped = document.model_dump() if hasattr(document, "model_dump") else dict(document)
     text = json.dumps(dumped, default=str)
@@ -482,37 +449,7 @@ def child_profile(folder: Path) -> dict:
     return {"stage": "profile", "seconds": seconds, "text": out.getvalue()}
 
 
-def run_child(kind: str, folder: Path, timeout: float, extra: list[str] | None = None) -> dict:
-    """Run one stage in a fresh process (a fork of this small parent: Linux carries the
-    parent's RSS high-water mark into the child's ru_maxrss, so the parent holds no data)."""
-    command = [sys.executable, __file__, "--child", kind, "--dir", str(folder), *(extra or [])]
-    began = time.perf_counter()
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"stage": kind, "killed": True, "seconds": time.perf_counter() - began}
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr[-4000:])
-        lines = done.stderr.strip().splitlines()
-        return {
-            "stage": kind,
-            "failed": done.returncode,
-            "error": lines[-1] if lines else f"exit status {done.returncode}",
-            "seconds": time.perf_counter() - began,
-        }
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 # --------------------------------------------------------------------------- report
-
-
-def _cell(result: dict, key: str, fmt: str) -> str:
-    if result.get("killed"):
-        return f"> {result['seconds']:.0f} s, killed" if key == "seconds" else "n/a"
-    if result.get("failed") is not None:
-        return "failed"
-    value = result.get(key)
-    return "n/a" if value is None else format(value, fmt)
 
 
 def table(rows: list[dict]) -> str:
@@ -532,9 +469,9 @@ def table(rows: list[dict]) -> str:
             read, verdict = "n/a", "n/a"
         lines.append(
             f"| {row['rows']:,} | {row['services']:,} | {row['edges']:,} | "
-            f"{row['bytes'] / 2**20:.0f} | {read} | **{_cell(fit, 'seconds', '.1f')}** | "
-            f"**{_cell(fit, 'peak_rss_mib', '.0f')}** | {_cell(fit, 'baseline_rss_mib', '.0f')} "
-            f"| {_cell(fit, 'imports_rss_mib', '.0f')} | {verdict} | "
+            f"{row['bytes'] / 2**20:.0f} | {read} | **{cell(fit, 'seconds', '.1f')}** | "
+            f"**{cell(fit, 'peak_rss_mib', '.0f')}** | {cell(fit, 'baseline_rss_mib', '.0f')} "
+            f"| {cell(fit, 'imports_rss_mib', '.0f')} | {verdict} | "
             f"{row.get('load_before_fit', float('nan')):.1f} |"
         )
     return "\n".join(lines)
@@ -626,11 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="profile the largest size's fit (cProfile, separate run) and print the top entries",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("fit_results.md")))
-    parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
-    parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    common.add_run_arguments(parser, Path(__file__).with_name("fit_results.md"), CHILDREN)
     args = parser.parse_args(argv)
     if args.child == "generate":
         print(json.dumps(write_inputs(Path(args.dir), args.rows, args.services)))
@@ -642,78 +575,36 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_profile(Path(args.dir))))
         return 0
 
-    engine = _engine()
+    engine = common.engine()
     load_before = os.getloadavg()[0]
-    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    sizes = common.parse_sizes(args.sizes)
     rows = []
     profile = None
     began = time.perf_counter()
     for n in sizes:
-        folder = Path(tempfile.mkdtemp(prefix=f"whatif-bench-fit-{n}-"))
-        try:
-            print(f"[{n:,} incidents] writing inputs to {folder} ...", file=sys.stderr, flush=True)
-            extra = ["--rows", str(n), "--services", str(args.services)]
-            row = run_child("generate", folder, args.timeout, extra)
-            if "rows" not in row:
-                raise SystemExit(f"generating {n:,} incidents: {row}")
-            print(
-                f"  {row['rows']:,} rows, {row['bytes'] / 2**20:.0f} MiB Parquet in "
-                f"{row['generate_s']:.1f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+        with common.scratch_folder(f"whatif-bench-fit-{n}-", args.keep) as folder:
+            extra = ["--services", str(args.services)]
+            row = common.generate(__file__, folder, n, args.timeout, extra)
             row["load_before_fit"] = os.getloadavg()[0]
-            row["fit"] = run_child("fit", folder, args.timeout)
-            fit = row["fit"]
-            print(
-                f"  fit: failed ({fit['error']})"
-                if "error" in fit
-                else f"  fit: {_cell(fit, 'seconds', '.1f')} s, "
-                f"peak RSS {_cell(fit, 'peak_rss_mib', '.0f')} MiB",
-                file=sys.stderr,
-                flush=True,
-            )
+            row["fit"] = common.run_child(__file__, "fit", folder, args.timeout)
+            common.progress(common.stage_line(row["fit"]))
             rows.append(row)
             if args.profile and n == max(sizes):
-                print("  profiling the fit (cProfile) ...", file=sys.stderr, flush=True)
-                profile = run_child("profile", folder, args.timeout)
-        finally:
-            if args.keep:
-                print(f"  kept {folder}", file=sys.stderr)
-            else:
-                shutil.rmtree(folder, ignore_errors=True)
+                common.progress("  profiling the fit (cProfile) ...")
+                profile = common.run_child(__file__, "profile", folder, args.timeout)
     total = time.perf_counter() - began
-
-    info = machine()
-    pythonpath = os.environ.get("PYTHONPATH", "plugins")
-    command = " ".join(
-        shlex.quote(a)
-        for a in [
-            "PYTHONPATH=" + os.pathsep.join(map(_display_path, pythonpath.split(os.pathsep))),
-            _display_path(sys.executable),
-            *sys.argv,
-        ]
-    )
-    import pyarrow
-    import pydantic
 
     markdown = table(rows)
     parts = [
-        "# whatif benchmark: model fit",
-        "",
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: nproc {info['nproc']}, {info['cpu']}, {info['platform']}, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM",
-        f"- python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}, pandas "
-        f"{info['pandas']}, pyarrow {pyarrow.__version__}, pydantic {pydantic.__version__}",
-        f"- engine: {engine}",
-        f"- command: `{command}`",
-        f"- total wall time: {total:.0f} s (input generation"
-        + (" and profiling" if args.profile else "")
-        + f" included); 1-minute load average {load_before:.1f} before, "
-        f"{os.getloadavg()[0]:.1f} after (the {info['nproc']} cores are shared: the benchmark's "
-        "own process adds ~1 while it runs, so a load well above 1 means other processes "
-        "competed for them; the table lists the load just before each fit)",
+        *common.header(
+            "whatif benchmark: model fit",
+            engine,
+            ("numpy", "scipy", "pandas", "pyarrow", "pydantic"),
+            total,
+            included="input generation" + (" and profiling" if args.profile else ""),
+            load_before=load_before,
+            load_note="; the table lists the load just before each fit",
+        ),
         f"- inputs: synthetic {args.services:,}-service topology "
         "(bench_simulate.synthetic_topology, seeded, written as a contract CSV and read with "
         f"whatif.ingest.load_topology + Topology.from_frame; {SOFT_EDGE_SHARE:.0%} of the edges "
@@ -759,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     if profile is not None:
         parts += [
             f"cProfile of the {max(sizes):,}-incident fit (a separate run; "
-            f"{_cell(profile, 'seconds', '.1f')} s under the profiler), top {PROFILE_TOP} "
+            f"{cell(profile, 'seconds', '.1f')} s under the profiler), top {PROFILE_TOP} "
             "by cumulative time:",
             "",
             "```",
@@ -772,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     if profile is not None:
         print()
         print(profile.get("text") or f"profile: {profile}")
-    print(f"written: {args.out}", file=sys.stderr)
+    common.progress(f"written: {args.out}")
     return 0
 
 

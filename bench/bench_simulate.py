@@ -28,19 +28,14 @@ from __future__ import annotations
 import argparse
 import gc
 import math
-import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 import tracemalloc
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy
 from scipy import sparse
 from scipy.sparse.csgraph import breadth_first_order
 from whatif import model, simulate
@@ -48,8 +43,10 @@ from whatif.config import RunConfig
 from whatif.schemas import FAILURE_MODES, SEVERITIES
 from whatif.topology import Topology
 
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-HISTORY_DAYS = 730
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+from common import AS_OF, HISTORY_DAYS
+
 MIN_DRAWS = 100  # RunConfig's lower bound
 SEED = 42
 
@@ -267,54 +264,6 @@ def plan_draws(n: int, requested: int, previous: dict | None, left_s: float) -> 
 # --------------------------------------------------------------------------- report
 
 
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "pandas": pd.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def engine_version() -> str:
-    """The commit the engine was measured at (and whether plugins/whatif has local changes)."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "log", "-1", "--format=%h %s"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "plugins/whatif"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no git)"
-    return commit + (" (plugins/whatif has uncommitted changes)" if dirty else "")
-
-
-def _display_path(path: str) -> str:
-    """The interpreter as a user would type it: relative when under the working directory."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
-
-
 def table(rows: list[dict], trace_memory: bool) -> str:
     mem = "peak MiB (tracemalloc)"
     lines = [
@@ -353,12 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.md")))
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    sizes = common.parse_sizes(args.sizes)
     trace_memory = not args.no_tracemalloc
     if args.draws < MIN_DRAWS:
         parser.error(f"--draws must be at least {MIN_DRAWS}")
 
-    engine = engine_version()  # before the run, in case the tree moves meanwhile
+    engine = common.engine()  # before the run, in case the tree moves meanwhile
     run_size(30, MIN_DRAWS, MIN_DRAWS, trace_memory=False)  # warm-up: lazy imports, caches
     began = time.perf_counter()
     rows: list[dict] = []
@@ -370,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_cap
             else plan_draws(n, args.draws, rows[-1] if rows else None, left)
         )
-        print(f"[{n} services, {draws} draws] ...", file=sys.stderr, flush=True)
+        common.progress(f"[{n} services, {draws} draws] ...")
         row = run_size(n, draws, args.draws, trace_memory)
         rows.append(row)
         if draws != args.draws:
@@ -383,18 +332,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"({row['sim_s']:.1f} s x {args.draws}/{draws}; with more draws fewer triggers "
                 f"share a chunk, so the cost per cascade rises a little)."
             )
-        print(
+        common.progress(
             f"  fit {row['fit_s']:.2f} s, simulate {row['sim_s']:.2f} s, "
-            f"{row['cascades_per_s']:,.0f} cascades/s",
-            file=sys.stderr,
-            flush=True,
+            f"{row['cascades_per_s']:,.0f} cascades/s"
         )
     total = time.perf_counter() - began
 
-    info = machine()
-    command = "PYTHONPATH=plugins " + " ".join(
-        shlex.quote(a) for a in [_display_path(sys.executable), *sys.argv]
-    )
     markdown = table(rows, trace_memory)
     details = [
         f"| {r['services']} | {r['edges'] / r['services']:.2f} | {r['linked']} | "
@@ -404,15 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     report = "\n".join(
         [
-            "# whatif benchmark: fit and simulate",
-            "",
-            f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-            f"- machine: nproc {info['nproc']}, {info['cpu']}, {info['platform']}",
-            f"- python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}, "
-            f"pandas {info['pandas']}",
-            f"- engine: commit {engine}",
-            f"- command: `{command}`",
-            f"- total wall time: {total:.0f} s",
+            *common.header(
+                "whatif benchmark: fit and simulate", engine, ("numpy", "scipy", "pandas"), total
+            ),
             "- simulate = `whatif.simulate.candidate_scenarios` (includes `simulate_cascades`); "
             "fit = `whatif.model.fit`; cascades/s = services x draws / simulate seconds",
             "- memory: "
@@ -442,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}")
     Path(args.out).write_text(report)
-    print(f"written: {args.out}", file=sys.stderr)
+    common.progress(f"written: {args.out}")
     return 0
 
 

@@ -34,24 +34,19 @@ import functools
 import gc
 import json
 import os
-import resource
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_simulate import _display_path, engine_version, machine, synthetic_topology
+import common
+from bench_simulate import synthetic_topology
+from common import AS_OF, HISTORY_DAYS, cell
 
-AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-HISTORY_DAYS = 730
 SEED = 7
 SERVICES = 300
 TARGET_SECONDS = 60.0
@@ -83,28 +78,9 @@ CATEGORY_SPELLINGS = (
     + ["other", "Capacity", "DB", "Bad deploy", "Config change", "Network / DNS", "disk full"]
     + ["Database deadlock", "certificate expired", "traffic spike", "", "misc"]
 )
-TITLES = (
-    "CPU saturation at peak traffic",
-    "replication lag growing",
-    "elevated 5xx after release",
-    "connection pool exhausted",
-    "DNS resolution failures",
-    "certificate expired on internal endpoint",
-    "disk full on primary node",
-    "latency regression after config change",
-    "queue backlog growing",
-    "memory leak in worker pods",
-)
+TITLES = common.TITLES
 DESCRIPTIONS = (
-    "Pods hit their CPU limits at peak and latency climbed. Scaled out manually and raised "
-    "the autoscaler ceiling.",
-    "A heavy batch job caused write amplification; replication fell minutes behind. The job "
-    "was paused and rescheduled off-peak.",
-    "A release changed the retry policy; error rates rose until the rollout was rolled back.",
-    "Connections were not returned to the pool under a slow dependency; requests queued and "
-    "timed out.",
-    "Resolver timeouts in one zone; traffic was shifted to the other zones while the resolver "
-    "was restarted.",
+    *common.DESCRIPTIONS,
     "An internal certificate expired and mutual TLS handshakes failed. The certificate was "
     "renewed and the rotation job fixed.",
     "",
@@ -309,10 +285,6 @@ SECTIONS = (
 )
 
 
-def _max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _wrap_sections(totals: dict[str, list[float]]) -> None:
     """Time the engine's main functions from the outside: inclusive seconds, calls, and how
     far the process's RSS high-water mark rose while they ran (MiB, inclusive)."""
@@ -330,7 +302,7 @@ def _wrap_sections(totals: dict[str, list[float]]) -> None:
             if __key in active:  # a recursive call: the outermost one counts
                 return __f(*args, **kwargs)
             active.add(__key)
-            high = _max_rss_mib()
+            high = common.max_rss_mib()
             began = time.perf_counter()
             try:
                 return __f(*args, **kwargs)
@@ -339,7 +311,7 @@ def _wrap_sections(totals: dict[str, list[float]]) -> None:
                 entry = totals.setdefault(__key, [0.0, 0, 0.0])
                 entry[0] += time.perf_counter() - began
                 entry[1] += 1
-                entry[2] += _max_rss_mib() - high
+                entry[2] += common.max_rss_mib() - high
 
         functools.update_wrapper(timed, function)
         for other in ("whatif.sources", "whatif.ingest", "whatif.validate", "whatif.pipeline"):
@@ -350,7 +322,7 @@ def _wrap_sections(totals: dict[str, list[float]]) -> None:
     original = pd.DataFrame.to_parquet
 
     def to_parquet(self, *args, **kwargs):
-        high = _max_rss_mib()
+        high = common.max_rss_mib()
         began = time.perf_counter()
         try:
             return original(self, *args, **kwargs)
@@ -358,7 +330,7 @@ def _wrap_sections(totals: dict[str, list[float]]) -> None:
             entry = totals.setdefault("pandas.DataFrame.to_parquet", [0.0, 0, 0.0])
             entry[0] += time.perf_counter() - began
             entry[1] += 1
-            entry[2] += _max_rss_mib() - high
+            entry[2] += common.max_rss_mib() - high
 
     pd.DataFrame.to_parquet = to_parquet
 
@@ -376,7 +348,7 @@ def child(stage: str, folder: Path, trace: bool, sections: bool) -> dict:
         incidents=str(folder / "incidents.csv"), topology=str(folder / "topology.csv")
     )
     gc.collect()
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = common.max_rss_mib()
     if trace:
         import tracemalloc
 
@@ -400,8 +372,8 @@ def child(stage: str, folder: Path, trace: bool, sections: bool) -> dict:
     return {
         "stage": stage,
         "seconds": seconds,
-        "vm_hwm_mib": _vm_hwm_mib(),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "vm_hwm_mib": common.vm_hwm_mib(),
+        "peak_rss_mib": common.max_rss_mib(),
         "baseline_rss_mib": baseline,
         "tracemalloc_mib": traced,
         "summary": summary,
@@ -409,69 +381,7 @@ def child(stage: str, folder: Path, trace: bool, sections: bool) -> dict:
     }
 
 
-def _vm_hwm_mib() -> float | None:
-    """The kernel's RSS high-water mark of this process's memory map (Linux; a cross-check
-    of ru_maxrss, which also counts the memory map a forked process started from)."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _engine() -> str:
-    """Which whatif the stages import (PYTHONPATH decides): this repository's plugins/whatif at
-    its commit, with the files that have uncommitted changes named, or another copy's path."""
-    import whatif
-
-    here = Path(whatif.__file__).resolve().parent
-    repo = Path(__file__).resolve().parents[1]
-    if here != repo / "plugins" / "whatif":
-        return f"whatif imported from {here} (not this repository's plugins/whatif)"
-    commit = engine_version().removesuffix(" (plugins/whatif has uncommitted changes)")
-    try:
-        changed = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--", "plugins/whatif"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split("\n")
-    except (OSError, subprocess.CalledProcessError):
-        changed = []
-    names = [line[3:].removeprefix("plugins/whatif/") for line in changed if line.strip()]
-    return f"commit {commit}" + (f" + uncommitted changes to {', '.join(names)}" if names else "")
-
-
-def run_stage(stage: str, folder: Path, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", stage, "--dir", str(folder)]
-    command += ["--tracemalloc"] if args.tracemalloc else []
-    command += ["--sections"] if args.sections else []
-    began = time.perf_counter()
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=args.timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return {"stage": stage, "killed": True, "seconds": time.perf_counter() - began}
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr[-4000:])
-        return {"stage": stage, "failed": done.returncode, "seconds": time.perf_counter() - began}
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 # --------------------------------------------------------------------------- report
-
-
-def _cell(result: dict, key: str, fmt: str) -> str:
-    if result.get("killed"):
-        return f"> {result['seconds']:.0f} (killed)" if key == "seconds" else "n/a"
-    if result.get("failed") is not None:
-        return "failed"
-    value = result.get(key)
-    return "n/a" if value is None else format(value, fmt)
 
 
 def table(rows: list[dict], trace: bool) -> str:
@@ -485,11 +395,11 @@ def table(rows: list[dict], trace: bool) -> str:
         for result in row["stages"]:
             line = (
                 f"| {row['rows']:,} | {row['bytes'] / 2**20:.0f} | {result['stage']} | "
-                f"{_cell(result, 'seconds', '.1f')} | {_cell(result, 'peak_rss_mib', '.0f')} | "
-                f"{_cell(result, 'baseline_rss_mib', '.0f')} |"
+                f"{cell(result, 'seconds', '.1f')} | {cell(result, 'peak_rss_mib', '.0f')} | "
+                f"{cell(result, 'baseline_rss_mib', '.0f')} |"
             )
             if trace:
-                line += f" {_cell(result, 'tracemalloc_mib', '.0f')} |"
+                line += f" {cell(result, 'tracemalloc_mib', '.0f')} |"
             lines.append(line)
         ext = next(r for r in row["stages"] if r["stage"] == "extract")
         val = next(r for r in row["stages"] if r["stage"] == "validate")
@@ -556,11 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per stage")
     parser.add_argument("--tracemalloc", action="store_true", help="also trace (slows stages)")
     parser.add_argument("--sections", action="store_true", help="time the main functions too")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("validate_results.md")))
-    parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
-    parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    common.add_run_arguments(parser, Path(__file__).with_name("validate_results.md"), CHILDREN)
     args = parser.parse_args(argv)
     if args.child == "generate":
         print(json.dumps(write_inputs(Path(args.dir), args.rows, args.named_zone_share)))
@@ -569,88 +475,43 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, Path(args.dir), args.tracemalloc, args.sections)))
         return 0
 
-    engine = _engine()
+    engine = common.engine()
     load_before = os.getloadavg()[0]
-    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    sizes = common.parse_sizes(args.sizes)
+    flags = ["--tracemalloc"] if args.tracemalloc else []
+    flags += ["--sections"] if args.sections else []
     rows = []
     began = time.perf_counter()
     for n in sizes:
-        folder = Path(tempfile.mkdtemp(prefix=f"whatif-bench-{n}-"))
-        try:
-            print(f"[{n:,} incidents] writing inputs to {folder} ...", file=sys.stderr, flush=True)
-            t = time.perf_counter()
-            # In a child process too: a forked child's ru_maxrss starts at its parent's RSS
-            # (Linux keeps the high-water mark across fork and exec), so the parent stays small.
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    "generate",
-                    "--dir",
-                    str(folder),
-                    "--rows",
-                    str(n),
-                    "--named-zone-share",
-                    str(args.named_zone_share),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            print(
-                f"  {row['bytes'] / 2**20:.0f} MiB in {time.perf_counter() - t:.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+        with common.scratch_folder(f"whatif-bench-{n}-", args.keep) as folder:
+            extra = ["--named-zone-share", str(args.named_zone_share)]
+            row = common.generate(__file__, folder, n, args.timeout, extra)
             row["stages"] = []
             for stage in STAGES:
                 if stage == "validate" and "summary" not in row["stages"][-1]:
                     row["stages"].append({"stage": stage, "failed": "no extract"})
                     continue
-                result = run_stage(stage, folder, args)
+                result = common.run_child(__file__, stage, folder, args.timeout, flags)
                 row["stages"].append(result)
-                print(
-                    f"  {stage}: {_cell(result, 'seconds', '.1f')} s, "
-                    f"peak RSS {_cell(result, 'peak_rss_mib', '.0f')} MiB",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                common.progress(common.stage_line(result))
             validation = folder / "work" / "validation.json"
             if validation.exists():
                 doc = json.loads(validation.read_text())["inputs"]["incidents"]
                 row["quarantined_by_reason"] = doc["quarantined_by_reason"]
                 row["rows_used"] = doc["rows_used"]
             rows.append(row)
-        finally:
-            if args.keep:
-                print(f"  kept {folder}", file=sys.stderr)
-            else:
-                shutil.rmtree(folder, ignore_errors=True)
     total = time.perf_counter() - began
-
-    info = machine()
-    command = "PYTHONPATH=plugins " + " ".join(
-        shlex.quote(a) for a in [_display_path(sys.executable), *sys.argv]
-    )
-    import great_expectations as gx
-    import pyarrow
 
     markdown = table(rows, args.tracemalloc)
     parts = [
-        "# whatif benchmark: extract and validate",
-        "",
-        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: nproc {info['nproc']}, {info['cpu']}, {info['platform']}, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM",
-        f"- python {info['python']}, pandas {info['pandas']}, pyarrow {pyarrow.__version__}, "
-        f"great_expectations {gx.__version__}",
-        f"- engine: {engine}",
-        f"- command: `{command}`",
-        f"- total wall time: {total:.0f} s (input generation included); 1-minute load average "
-        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (the 2 cores are shared: "
-        "a load above ~1 means other processes competed for them)",
+        *common.header(
+            "whatif benchmark: extract and validate",
+            engine,
+            ("pandas", "pyarrow", "great_expectations"),
+            total,
+            included="input generation",
+            load_before=load_before,
+        ),
         f"- inputs: synthetic {SERVICES}-service topology (bench_simulate.synthetic_topology, "
         f"seeded); incidents in the contract format over {HISTORY_DAYS} days up to "
         f"{AS_OF.date()} (--as-of), ~30 % cascades (70 % of them with caused_by), 2.5 % service "
@@ -693,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     report = "\n".join(parts)
     print(markdown)
     Path(args.out).write_text(report)
-    print(f"written: {args.out}", file=sys.stderr)
+    common.progress(f"written: {args.out}")
     return 0
 
 
