@@ -162,11 +162,18 @@ def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
             description="Horizon of the probabilities, in days",
         ),
         "draws": Param(
+            10000,
+            type="integer",
+            minimum=100,
+            maximum=1000000,
+            description="Simulated horizons of the whole fleet",
+        ),
+        "cascade_draws": Param(
             2000,
             type="integer",
             minimum=100,
             maximum=200000,
-            description="Monte Carlo draws per trigger service",
+            description="Cascades simulated per trigger service, for its impact",
         ),
         "history_days": Param(
             730,

@@ -84,7 +84,7 @@ def scenario_facts() -> tuple[list[dict], Topology]:
         CHAIN, {("api", "web"): (5.0, 5.0), ("db", "api"): (5.0, 5.0), ("cache", "api"): (1.0, 9.0)}
     )
     config = RunConfig(scenarios=3, draws=500, what_if=(WhatIf("db"),))
-    return simulate.simulate(doc, topology, config), topology
+    return simulate.simulate(doc, topology, config)["scenarios"], topology
 
 
 @pytest.fixture
@@ -168,3 +168,21 @@ def test_unreachable_llm_falls_back(scenario_facts):
     )
     narrated = narrate.narrate(facts[:1], topology, config)
     assert narrated[0]["narrator"].startswith("template (fallback: ConnectionError")
+
+
+def test_the_template_names_both_roots_of_a_compound_scenario(scenario_facts):
+    facts, topology = scenario_facts
+    config = RunConfig(scenarios=3, draws=500)
+    db = next(f for f in facts if f["trigger"]["service"] == "db")
+    pair = db | {
+        "id": "db--database+web--config",
+        "co_trigger": {"service": "web", "failure_mode": "config"},
+        "affected_services": ["db", "web", "api"],
+    }
+    text = narrate.TemplateNarrator().narrate(pair, narrate.narration_context(topology, config))
+    assert text.title.startswith(
+        f"What if db {narrate.MODE_PHRASES[db['trigger']['failure_mode']]}"
+    )
+    assert " and web receives a bad configuration change?" in text.title
+    assert "both db" in text.narrative and "independently, web" in text.narrative
+    assert any("configuration" in m for m in text.mitigations)

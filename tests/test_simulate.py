@@ -149,9 +149,9 @@ def test_same_seed_same_scenarios_other_seed_other_draws():
         CHAIN, {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
     )
     topology = chain_topology()
-    first = simulate.simulate(doc, topology, RunConfig(seed=5, draws=500))
-    again = simulate.simulate(doc, topology, RunConfig(seed=5, draws=500))
-    other = simulate.simulate(doc, topology, RunConfig(seed=6, draws=500))
+    first = simulate.simulate(doc, topology, RunConfig(seed=5, draws=500))["scenarios"]
+    again = simulate.simulate(doc, topology, RunConfig(seed=5, draws=500))["scenarios"]
+    other = simulate.simulate(doc, topology, RunConfig(seed=6, draws=500))["scenarios"]
     assert first == again
     assert first != other
 
@@ -163,7 +163,7 @@ def test_forced_what_if_is_always_reported_and_says_why():
         rates={"cache": (0.1, 1e5)},
     )
     config = RunConfig(scenarios=2, draws=200, what_if=(WhatIf("CACHE", "hardware"),))
-    chosen = simulate.simulate(doc, chain_topology(), config)
+    chosen = simulate.simulate(doc, chain_topology(), config)["scenarios"]
     assert chosen[0]["id"] == "cache--hardware"
     assert chosen[0]["forced"] is True and "forced" in chosen[0]["selection_reason"]
     assert len(chosen) == 2
@@ -174,7 +174,7 @@ def test_forced_what_if_without_mode_takes_the_most_likely_mode():
         CHAIN, {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
     )
     config = RunConfig(scenarios=1, draws=200, what_if=(WhatIf("db"),))
-    chosen = simulate.simulate(doc, chain_topology(), config)
+    chosen = simulate.simulate(doc, chain_topology(), config)["scenarios"]
     assert [c["id"] for c in chosen] == ["db--database"]
 
 
@@ -215,7 +215,7 @@ def test_selection_is_diverse_and_ranked():
         {(f"s{i + 1}", f"s{i}"): (2.0, 3.0) for i in range(11)},
         rates={"s11": (20.0, 200.0)},
     )
-    chosen = simulate.simulate(doc, topology, RunConfig(scenarios=8, draws=300))
+    chosen = simulate.simulate(doc, topology, RunConfig(scenarios=8, draws=300))["scenarios"]
     assert len(chosen) == 8
     assert len({c["id"] for c in chosen}) == 8
     top = [c for c in chosen if c["selection_reason"].startswith("top risk")]
@@ -299,3 +299,105 @@ def test_a_model_json_from_before_the_time_and_load_models_still_simulates():
     capacity = next(c for c in scenarios if c["id"] == "db--capacity")
     expected = simulate.trigger_probability(np.array(2.0), np.array(200.0), np.array(0.05 * 7 * 3))
     assert capacity["probability"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_simulated_horizons_match_the_exact_probabilities():
+    edges = {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
+    doc = model_doc(CHAIN, edges, rates={"db": (3.0, 40.0), "web": (0.5, 100.0)})
+    topology = chain_topology()
+    config = RunConfig(draws=40_000, cascade_draws=500)
+    rng = np.random.default_rng(3)
+    candidates = simulate.candidate_scenarios(doc, topology, config, rng=rng)
+    horizons = simulate.simulate_horizons(doc, topology, config, rng)
+    summary = simulate.horizon_summary(horizons, candidates)
+    for candidate in candidates:
+        p, simulated = candidate["probability"], candidate["probability_simulated"]
+        assert simulated == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) / 40_000) + 1e-4)
+    # Per horizon, root failures are the sum of the services' negative binomials.
+    expected_roots = sum(2.0 / 200.0 for s in CHAIN if s not in ("db", "web")) * 7
+    expected_roots += (3.0 / 40.0 + 0.5 / 100.0) * 7
+    assert summary["root_failures"]["mean"] == pytest.approx(expected_roots, rel=0.03)
+    assert summary["horizons"] == 40_000
+    assert 0 < summary["probability_any"]["SEV1"] <= summary["probability_any"]["SEV4"] < 1
+    # Every root failure cascades: services hit per horizon at least the roots.
+    assert summary["service_outages"]["mean"] > summary["root_failures"]["mean"]
+
+
+def test_impact_reports_traffic_share_and_error_budget_burn_where_the_topology_gives_them():
+    frame = topology_frame(CHAIN, CHAIN_DEPENDS)
+    frame["traffic_weight"] = [1.0, 0.5, np.nan, np.nan]  # web, api, db, cache
+    frame["slo_target"] = [0.999, np.nan, np.nan, np.nan]
+    topology = Topology.from_frame(frame)
+    doc = model_doc(
+        CHAIN,
+        {("api", "web"): (1e6, 1e-3), ("db", "api"): (1e6, 1e-3), ("cache", "api"): (1e-3, 1e6)},
+    )
+    candidates = {
+        c["trigger"]["service"]: c["impact"]
+        for c in simulate.candidate_scenarios(
+            doc, topology, RunConfig(draws=100, cascade_draws=400)
+        )
+    }
+    assert candidates["db"]["traffic_share"] == {"p50": 1.0, "p90": 1.0}  # web always hit
+    budget = 0.001 * 30 * 24 * 60  # 43.2 minutes of a 30-day 99.9 % budget
+    burn = candidates["db"]["error_budget_burn"]
+    assert burn["p50"] == pytest.approx(60 / budget, rel=0.2)  # web's median outage: 60 min
+    assert candidates["cache"]["traffic_share"] is None  # reaches nothing with a weight
+    assert candidates["cache"]["error_budget_burn"] is None
+
+
+def test_selection_spreads_over_teams_and_modes_and_includes_shared_infrastructure():
+    # A platform: "db" is called by 3 cores, each called by 2 frontends (9 depend on db);
+    # team "shop" owns every core and frontend and fails often, so without caps it fills the
+    # report; "db" itself fails rarely.
+    cores = ["c0", "c1", "c2"]
+    fronts = [f"f{i}" for i in range(6)]
+    services = ["db", *cores, *fronts]
+    depends = {c: ["db"] for c in cores} | {f: [cores[i // 2]] for i, f in enumerate(fronts)}
+    frame = topology_frame(services, depends)
+    frame["owner_team"] = ["data", "core-a", "core-b", "core-c"] + ["shop"] * 6
+    topology = Topology.from_frame(frame)
+    edges = {(d, s): (3.0, 2.0) for s, ds in depends.items() for d in ds}
+    busy = {f: (20.0, 200.0) for f in fronts}  # the frontends fail 20 times as often
+    doc = model_doc(services, edges, rates={"db": (0.2, 2000.0)} | busy)
+    chosen = simulate.simulate(doc, topology, RunConfig(scenarios=9, draws=200))["scenarios"]
+    top = [c for c in chosen if c["selection_reason"].startswith("top risk (")]
+    assert not any("ran out" in c["selection_reason"] for c in chosen)
+    teams = [topology.attribute(c["trigger"]["service"], "owner_team") for c in top]
+    modes = [c["trigger"]["failure_mode"] for c in top]
+    assert teams.count("shop") <= 3 and max(modes.count(m) for m in set(modes)) <= 3
+    assert len(set(teams)) >= 3
+    shared = [c for c in chosen if c["selection_reason"].startswith("common mode")]
+    assert [c["trigger"]["service"] for c in shared] == ["db"]
+    assert "9 services depend on it" in shared[0]["selection_reason"]
+    assert len(chosen) == 9 and len({c["id"] for c in chosen}) == 9
+
+
+def test_an_event_window_adds_two_independent_root_failures_at_once():
+    edges = {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
+    doc = model_doc(CHAIN, edges)
+    day = __import__("datetime").date(2026, 11, 27)
+    config = RunConfig(
+        scenarios=6, draws=200, cascade_draws=2000, event=EventWindow("launch", day, day, 2.0)
+    )
+    result = simulate.simulate(doc, chain_topology(), config)
+    pairs = [s for s in result["scenarios"] if s.get("co_trigger")]
+    assert len(pairs) == 1
+    pair = pairs[0]
+    assert pair["selection_reason"].startswith("common mode: two independent root failures")
+    single = {c["id"]: c for c in simulate.candidate_scenarios(doc, chain_topology(), config)}
+    first, second = pair["id"].split("+")
+    assert pair["trigger"]["service"] != pair["co_trigger"]["service"]
+    assert pair["probability"] == pytest.approx(
+        single[first]["probability"] * single[second]["probability"], rel=1e-4
+    )
+    roots = {pair["trigger"]["service"], pair["co_trigger"]["service"]}
+    assert roots <= set(pair["affected_services"])
+    assert pair["impact"]["affected_probability"][pair["co_trigger"]["service"]] == 1.0
+    # Two failures at once hit at least as much as either alone.
+    assert pair["impact"]["blast_radius"]["p50"] >= max(
+        single[first]["impact"]["blast_radius"]["p50"],
+        single[second]["impact"]["blast_radius"]["p50"],
+    )
+    plain = simulate.simulate(doc, chain_topology(), RunConfig(scenarios=6, draws=200))
+    assert not any(s.get("co_trigger") for s in plain["scenarios"])  # only in event windows

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from whatif import __version__, pipeline
 from whatif.config import (
+    DEFAULT_CASCADE_DRAWS,
     DEFAULT_DRAWS,
     DEFAULT_HISTORY_DAYS,
     DEFAULT_HORIZON_DAYS,
@@ -145,7 +146,15 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_DRAWS,
         metavar="N",
-        help=f"Monte Carlo draws per trigger service (default {DEFAULT_DRAWS})",
+        help=f"simulated horizons of the whole fleet (default {DEFAULT_DRAWS:,})",
+    )
+    parser.add_argument(
+        "--cascade-draws",
+        type=int,
+        default=DEFAULT_CASCADE_DRAWS,
+        metavar="N",
+        help="cascades simulated per trigger service for its impact "
+        f"(default {DEFAULT_CASCADE_DRAWS:,})",
     )
     parser.add_argument("--event-name", metavar="TEXT")
     parser.add_argument("--event-start", metavar="DATE")
@@ -259,6 +268,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         scenarios=args.scenarios,
         horizon_days=args.horizon_days,
         draws=args.draws,
+        cascade_draws=args.cascade_draws,
         history_days=getattr(args, "history_days", DEFAULT_HISTORY_DAYS),
         as_of=_as_of(args),
         event=build_event(

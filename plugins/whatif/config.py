@@ -11,7 +11,8 @@ from whatif.schemas import FAILURE_MODES
 DEFAULT_SEED = 42
 DEFAULT_SCENARIOS = 8
 DEFAULT_HORIZON_DAYS = 7.0
-DEFAULT_DRAWS = 2000
+DEFAULT_DRAWS = 10_000  # simulated horizons
+DEFAULT_CASCADE_DRAWS = 2000  # cascades simulated per trigger service, for its impact
 DEFAULT_HISTORY_DAYS = 730
 NARRATORS = ("template", "ollama", "openai")
 
@@ -100,6 +101,7 @@ class RunConfig:
     scenarios: int = DEFAULT_SCENARIOS
     horizon_days: float = DEFAULT_HORIZON_DAYS
     draws: int = DEFAULT_DRAWS
+    cascade_draws: int = DEFAULT_CASCADE_DRAWS
     history_days: int = DEFAULT_HISTORY_DAYS
     as_of: datetime | None = None
     event: EventWindow | None = None
@@ -115,6 +117,8 @@ class RunConfig:
             raise UserError(f"--horizon-days {self.horizon_days}: must be positive")
         if self.draws < 100:
             raise UserError(f"--draws {self.draws}: must be at least 100")
+        if self.cascade_draws < 100:
+            raise UserError(f"--cascade-draws {self.cascade_draws}: must be at least 100")
         if self.narrator not in NARRATORS:
             raise UserError(
                 f"--narrator {self.narrator!r}: unknown narrator",
@@ -191,6 +195,7 @@ def config_from_params(params: dict[str, object], as_of: datetime | None) -> Run
         scenarios=int(number("scenarios", DEFAULT_SCENARIOS)),
         horizon_days=number("horizon_days", DEFAULT_HORIZON_DAYS),
         draws=int(number("draws", DEFAULT_DRAWS)),
+        cascade_draws=int(number("cascade_draws", DEFAULT_CASCADE_DRAWS)),
         history_days=int(number("history_days", DEFAULT_HISTORY_DAYS)),
         as_of=as_of,
         event=build_event(

@@ -74,19 +74,24 @@ class TemplateNarrator:
     def narrate(self, facts: dict[str, Any], context: dict[str, Any]) -> Narrative:
         service = facts["trigger"]["service"]
         mode = facts["trigger"]["failure_mode"]
+        second = facts.get("co_trigger")
+        roots = [service] + ([second["service"]] if second else [])
         event = context.get("event")
         during = f" during {event['name']}" if event else ""
         horizon = context["horizon_days"]
-        owner = context["owners"].get(service) or "its owners"
-        others = [s for s in facts["affected_services"] if s != service]
+        others = [s for s in facts["affected_services"] if s not in roots]
         spread = facts["impact"]["affected_probability"]
         duration = facts["expected_duration_minutes"]
         blast = facts["impact"]["blast_radius"]
+        what = self._what(facts["trigger"], context)
+        if second:
+            what = f"both {what} and, independently, {self._what(second, context)}"
         narrative = (
             f"Within the next {horizon:g} days{during} there is a {_percent(facts['probability'])} "
-            f"chance that {service} (owned by {owner}) {MODE_PHRASES[mode]}. "
+            f"chance that {what}. "
             + (
-                f"When it does, the failure spreads through the dependency graph: "
+                f"When {'they do' if second else 'it does'}, the failure spreads through "
+                "the dependency graph: "
                 f"{_list([f'{s} ({_percent(spread[s])})' for s in others[:5]])} are hit in "
                 f"that share of simulated outcomes. "
                 if others
@@ -102,13 +107,28 @@ class TemplateNarrator:
             f"user-facing services affected: {_list(user_facing)}; "
             f"teams paged: {_list(facts['impact']['teams_paged'])}."
         )
+        title = f"{service} {MODE_PHRASES[mode]}"
+        mitigations = self._mitigations(service, mode, others, context)
+        checklist = self._checklist(service, others, context)
+        if second:
+            title += f" and {second['service']} {MODE_PHRASES[second['failure_mode']]}"
+            extra = self._mitigations(second["service"], second["failure_mode"], [], context)
+            mitigations += [m for m in extra if m not in mitigations]
+            more = self._checklist(second["service"], [], context)
+            checklist[2:2] = [item for item in more[1:-1] if item not in checklist]
         return Narrative(
-            title=f"What if {service} {MODE_PHRASES[mode]}{during}?",
+            title=f"What if {title}{during}?",
             narrative=narrative,
             predicted_impact=impact,
-            mitigations=self._mitigations(service, mode, others, context),
-            checklist=self._checklist(service, others, context),
+            mitigations=mitigations,
+            checklist=checklist,
         )
+
+    @staticmethod
+    def _what(trigger: dict[str, str], context: dict[str, Any]) -> str:
+        service = trigger["service"]
+        owner = context["owners"].get(service) or "its owners"
+        return f"{service} (owned by {owner}) {MODE_PHRASES[trigger['failure_mode']]}"
 
     @staticmethod
     def _mitigations(

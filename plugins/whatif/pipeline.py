@@ -225,12 +225,16 @@ def run_simulation(
     """Simulate and select the scenarios; write their facts (no prose yet)."""
     _, topology = load_clean(workdir)
     model_doc = load_model(Path(workdir) / "model.json")
-    facts = simulate.simulate(model_doc, topology, config, progress)
-    return report.write_json(_stage(workdir) / "scenario_facts.json", {"scenarios": facts})
+    result = simulate.simulate(model_doc, topology, config, progress)
+    return report.write_json(_stage(workdir) / "scenario_facts.json", result)
 
 
 def scenarios_document(
-    narrated: list[dict[str, Any]], model_doc: ModelDoc, config: RunConfig, as_of: datetime
+    narrated: list[dict[str, Any]],
+    simulation: dict[str, Any],
+    model_doc: ModelDoc,
+    config: RunConfig,
+    as_of: datetime,
 ) -> ScenariosDoc:
     return ScenariosDoc.model_validate(
         {
@@ -238,6 +242,7 @@ def scenarios_document(
             "seed": config.seed,
             "horizon_days": config.effective_horizon_days,
             "draws": config.draws,
+            "simulation": simulation,
             "as_of": as_of.isoformat(),
             "event": config.event.as_dict() if config.event else None,
             "inputs": {
@@ -263,18 +268,20 @@ def simulate_document(
 ) -> ScenariosDoc:
     """Simulate, select and narrate in one go, from a model.json and a topology."""
     simulate.check_model_matches(model_doc, topology, model_path)
-    facts = simulate.simulate(model_doc, topology, config)
-    narrated = narrate.narrate(facts, topology, config)
-    return scenarios_document(narrated, model_doc, config, as_of)
+    result = simulate.simulate(model_doc, topology, config)
+    narrated = narrate.narrate(result["scenarios"], topology, config)
+    return scenarios_document(narrated, result["simulation"], model_doc, config, as_of)
 
 
 def run_narration(workdir: Path, config: RunConfig) -> Path:
     """Write each scenario's prose; write scenarios.json (the contract)."""
     _, topology = load_clean(workdir)
-    facts = json.loads((_stage(workdir) / "scenario_facts.json").read_text())["scenarios"]
-    narrated = narrate.narrate(facts, topology, config)
+    result = json.loads((_stage(workdir) / "scenario_facts.json").read_text())
+    narrated = narrate.narrate(result["scenarios"], topology, config)
     model_doc = load_model(Path(workdir) / "model.json")
-    document = scenarios_document(narrated, model_doc, config, _as_of(workdir))
+    document = scenarios_document(
+        narrated, result["simulation"], model_doc, config, _as_of(workdir)
+    )
     return report.write_json(Path(workdir) / "scenarios.json", document.model_dump())
 
 

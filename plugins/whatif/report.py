@@ -88,7 +88,8 @@ def _scale(axis: Any, set_scale: Any, values: list[float], label: Any) -> None:
 
 def mermaid_cascade(scenario: dict[str, Any], edges: list[tuple[str, str]]) -> str:
     """A Mermaid graph of the affected services, arrows in the direction failure flows."""
-    affected = set(scenario["affected_services"]) | {scenario["trigger"]["service"]}
+    roots = [t["service"] for t in (scenario["trigger"], scenario.get("co_trigger")) if t]
+    affected = set(scenario["affected_services"]) | set(roots)
     probability = scenario["impact"]["affected_probability"]
     node_ids = {name: f"n{i}" for i, name in enumerate(sorted(affected))}
     lines = ["graph LR"]
@@ -99,7 +100,9 @@ def mermaid_cascade(scenario: dict[str, Any], edges: list[tuple[str, str]]) -> s
     for dependency, dependent in edges:
         if dependency in affected and dependent in affected:
             lines.append(f"  {node_ids[dependency]} --> {node_ids[dependent]}")
-    lines.append(f"  style {node_ids[scenario['trigger']['service']]} fill:#D55E00,color:#fff")
+    for trigger in (scenario["trigger"], scenario.get("co_trigger")):
+        if trigger:
+            lines.append(f"  style {node_ids[trigger['service']]} fill:#D55E00,color:#fff")
     return "\n".join(lines)
 
 
@@ -170,6 +173,8 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     )
     environment.filters["pct"] = lambda p: f"{p * 100:.1f}%" if p < 0.1 else f"{p * 100:.0f}%"
     environment.filters["num"] = lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2g}"
+    # An error budget burnt several times over reads better as a multiple than as 1514 %.
+    environment.filters["budget"] = lambda v: f"{v * 100:.0f}%" if v < 1 else f"{v:.1f}×"
     return environment
 
 

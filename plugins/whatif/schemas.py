@@ -249,11 +249,15 @@ class Impact(_Strict):
     severity_probabilities: dict[str, float]
     teams_paged: list[str]
     impact_score: float = Field(ge=0)
+    # Added within schema version 1 (optional, so earlier files still read):
+    traffic_share: Percentiles | None = None  # largest traffic_weight hit; None: none given
+    error_budget_burn: Percentiles | None = None  # of a 30-day SLO budget; None: no SLO given
 
 
 class Scenario(Narrative):
     id: str
     trigger: Trigger
+    co_trigger: Trigger | None = None  # a second, independent root failure at the same time
     forced: bool
     selection_reason: str
     affected_services: list[str]
@@ -264,6 +268,7 @@ class Scenario(Narrative):
     risk_score: float = Field(ge=0)
     impact: Impact
     narrator: str
+    probability_simulated: float | None = Field(default=None, ge=0, le=1)
 
 
 class EventInfo(_Strict):
@@ -273,6 +278,16 @@ class EventInfo(_Strict):
     traffic_multiplier: float
 
 
+class Simulation(_Strict):
+    """What `draws` simulated horizons of the whole fleet show."""
+
+    horizons: int = Field(ge=1)
+    cascade_draws: int = Field(ge=1)
+    root_failures: dict[str, float]  # per horizon: p50, p90, mean
+    service_outages: dict[str, float]  # per horizon: services hit, summed over cascades
+    probability_any: dict[str, float]  # P(at least one incident this severe or worse)
+
+
 class ScenariosDoc(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     generated_at: str
@@ -280,6 +295,7 @@ class ScenariosDoc(_Strict):
     horizon_days: float
     draws: int
     as_of: str
+    simulation: Simulation | None = None  # added within schema version 1
     event: EventInfo | None
     inputs: dict[str, int]
     scenarios: list[Scenario]

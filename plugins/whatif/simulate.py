@@ -20,10 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.csgraph import breadth_first_order
+from scipy import stats
 
-from whatif import model
+from whatif import cascade, model
 from whatif.config import RunConfig, WhatIf
 from whatif.errors import UserError
 from whatif.schemas import FAILURE_MODES, SEVERITIES, ModelDoc
@@ -32,7 +31,8 @@ from whatif.topology import Topology
 SEVERITY_WEIGHT = {"SEV1": 4.0, "SEV2": 2.0, "SEV3": 1.0, "SEV4": 0.5}
 INTERNAL_WEIGHT = 0.25  # weight of an internal service relative to a user-facing one
 LISTED_THRESHOLD = 0.10  # a service is listed as affected when hit in >= 10 % of draws
-MAX_CELLS = 8_000_000  # bound on draws x edges held in memory at once
+BATCH_CASCADES = 1_000_000  # cascades simulated together (bounds the memory of a batch)
+ERROR_BUDGET_DAYS = 30.0  # an SLO's error budget is counted over 30 days
 
 Progress = Callable[[int, int], None]  # (trigger services done, total)
 
@@ -41,12 +41,14 @@ Progress = Callable[[int, int], None]  # (trigger services done, total)
 class CascadeStats:
     """What one trigger service's failure does, summarised over the draws."""
 
-    services: np.ndarray  # the services the failure can reach (topology indices; trigger first)
+    services: np.ndarray  # the services it reached in some draw (topology indices)
     affected_probability: np.ndarray  # per service of `services`
     blast_radius: np.ndarray  # services affected per draw (the trigger included)
-    duration_minutes: np.ndarray  # per draw
+    duration_minutes: np.ndarray  # per draw: the longest outage among the affected
     severity_index: np.ndarray  # per draw, 0 = SEV1
     impact: np.ndarray  # per draw
+    traffic_share: np.ndarray  # per draw: the largest traffic_weight among the affected
+    budget_burn: np.ndarray  # per draw: the largest share of a 30-day error budget burnt
 
 
 def trigger_probability(
@@ -87,60 +89,43 @@ def horizon_exposure(config: RunConfig, model_doc: ModelDoc) -> float:
     return model.expected_exposure_days(start, config.effective_horizon_days, weekdays)
 
 
-def _spread(live: np.ndarray, dependency: np.ndarray, dependent: np.ndarray, n: int) -> np.ndarray:
-    """Affected services per draw (bool draws x n) from live edges, breadth-first from node 0
-    (the trigger); one sparse product per step, so the cost is per step, not per edge."""
-    n_draws, n_edges = live.shape
-    to_dependent = sparse.csr_matrix(
-        (np.ones(n_edges, dtype=np.int32), (np.arange(n_edges), dependent)), shape=(n_edges, n)
+def outcomes(
+    which: np.ndarray,
+    service: np.ndarray,
+    roots: np.ndarray,
+    arrays: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    is_root: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per cascade (one per root): blast radius, duration, worst severity, impact, traffic
+    share and error-budget burn, from the (cascade, service) pairs of `cascade.spread`.
+
+    Each affected service draws its own outage duration (log-normal) and severity; the
+    cascade lasts as long as its longest outage; its severity is the worst among the
+    user-facing services and the root (`is_root` per pair, for outcomes with several)."""
+    n = len(roots)
+    starts = np.flatnonzero(np.r_[True, which[1:] != which[:-1]])  # every cascade >= 1
+    minutes = np.exp(
+        arrays["mu"][service] + arrays["sigma"][service] * rng.standard_normal(len(service))
     )
-    affected = np.zeros((n_draws, n), dtype=bool)
-    affected[:, 0] = True
-    frontier = affected.copy()
-    while n_edges and frontier.any():
-        fired = frontier[:, dependency] & live
-        reached = (sparse.csr_matrix(fired.astype(np.int32)) @ to_dependent).toarray() > 0
-        frontier = reached & ~affected
-        affected |= frontier
-    return affected
-
-
-def _live_edges(p: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
-    """Which edges carry the failure in each draw: one coin flip per edge and draw
-    (independent cascade), in blocks of draws so that the arrays stay within MAX_CELLS.
-
-    Each edge is tried at most once per outcome, so drawing its probability from the Beta
-    posterior and then flipping is exactly a flip with the posterior mean: the mean is used.
-    """
-    block = max(1, MAX_CELLS // max(len(p), 1))
-    parts = [rng.random((n, len(p))) < p for n in np.diff(np.r_[0:draws:block, draws])]
-    return np.concatenate(parts) if parts else np.zeros((draws, 0), dtype=bool)
-
-
-def _cascade_stats(
-    affected: np.ndarray, nodes: np.ndarray, arrays: dict[str, np.ndarray], rng: np.random.Generator
-) -> CascadeStats:
-    """Durations, severities and impact per draw for the services `nodes` (trigger first)."""
-    n_draws, n = affected.shape
-    z = rng.standard_normal((n_draws, n))
-    minutes = np.exp(arrays["mu"][nodes] + arrays["sigma"][nodes] * z)
-    duration = np.where(affected, minutes, 0.0).max(axis=1)
-    u = rng.random((n_draws, n))
-    severity = (u[:, :, None] > arrays["severity_cdf"][nodes][None, :, :-1]).sum(axis=2)
-    user_facing = arrays["user_facing"][nodes]
-    counted = affected & (user_facing | (np.arange(n) == 0))[None, :]
-    worst = np.where(counted, severity, len(SEVERITIES) - 1).min(axis=1)
-    weights = np.where(user_facing, 1.0, INTERNAL_WEIGHT)
-    breadth = (affected * weights[None, :]).sum(axis=1)
+    severity = (rng.random(len(service))[:, None] > arrays["severity_cdf"][service, :-1]).sum(1)
+    is_root = service == roots[which] if is_root is None else is_root
+    counted = arrays["user_facing"][service] | is_root
+    worst = np.minimum.reduceat(np.where(counted, severity, len(SEVERITIES) - 1), starts)
+    weights = np.where(arrays["user_facing"][service], 1.0, INTERNAL_WEIGHT)
+    breadth = np.bincount(which, weights=weights, minlength=n)
+    duration = np.maximum.reduceat(minutes, starts)
     severity_weight = np.array([SEVERITY_WEIGHT[s] for s in SEVERITIES])[worst]
-    return CascadeStats(  # compact dtypes: these are kept for every trigger until selection
-        services=nodes,
-        affected_probability=affected.mean(axis=0),
-        blast_radius=affected.sum(axis=1).astype(np.int32),
-        duration_minutes=duration.astype(np.float32),
-        severity_index=worst.astype(np.int8),
-        impact=(duration / 60.0 * breadth * severity_weight).astype(np.float32),
-    )
+    budget = arrays["budget_minutes"][service]
+    burn = np.where(budget > 0, minutes / np.where(budget > 0, budget, 1.0), 0.0)
+    return {
+        "blast_radius": np.bincount(which, minlength=n).astype(np.int32),
+        "duration_minutes": duration.astype(np.float32),
+        "severity_index": worst.astype(np.int8),
+        "impact": (duration / 60.0 * breadth * severity_weight).astype(np.float32),
+        "traffic_share": np.maximum.reduceat(arrays["traffic"][service], starts).astype(np.float32),
+        "budget_burn": np.maximum.reduceat(burn, starts).astype(np.float32),
+    }
 
 
 def simulate_cascades(
@@ -150,32 +135,52 @@ def simulate_cascades(
     rng: np.random.Generator,
     progress: Progress | None = None,
 ) -> list[CascadeStats]:
-    """Cascade statistics for every service as the trigger, in topology order.
-
-    A failure can only reach the trigger's descendants in the dependency graph, so each
-    trigger is simulated on that subgraph alone: the cost follows the blast radius, not the
-    size of the whole topology. `progress(done, total)` is told as triggers complete."""
+    """Cascade statistics for every service as the trigger, in topology order: `draws`
+    cascades conditioned on each trigger's root failure, in batches of triggers (all of a
+    batch's cascades advance together, see whatif.cascade)."""
     arrays = model_arrays(model_doc, topology)
-    dependency, dependent = topology.edge_dependency, topology.edge_dependent
-    graph = sparse.csr_matrix(
-        (np.ones(len(dependency)), (dependency, dependent)), shape=(topology.size,) * 2
+    graph = cascade.Graph.from_edges(
+        topology.edge_dependency, topology.edge_dependent, arrays["edge_p"], topology.size
     )
-    position = np.full(topology.size, -1)
-    stats: list[CascadeStats] = []
-    step = max(1, topology.size // 100)
-    for trigger in range(topology.size):
-        nodes = breadth_first_order(graph, trigger, directed=True, return_predecessors=False)
-        position[nodes] = np.arange(len(nodes))
-        edges = np.flatnonzero(position[dependency] >= 0)  # its dependent is reachable too
-        live = _live_edges(arrays["edge_p"][edges], draws, rng)
-        affected = _spread(
-            live, position[dependency[edges]], position[dependent[edges]], len(nodes)
+    per_batch = max(1, BATCH_CASCADES // draws)
+    results: list[CascadeStats] = []
+    for first in range(0, topology.size, per_batch):
+        triggers = np.arange(first, min(first + per_batch, topology.size))
+        roots = np.repeat(triggers, draws)
+        which, service = cascade.spread(graph, roots, rng)
+        facts = outcomes(which, service, roots, arrays, rng)
+        results += _per_trigger(triggers, which // draws, service, facts, draws)
+        if progress:
+            progress(len(results), topology.size)
+    return results
+
+
+def _per_trigger(
+    triggers: np.ndarray,
+    batch_index: np.ndarray,
+    service: np.ndarray,
+    facts: dict[str, np.ndarray],
+    draws: int,
+) -> list[CascadeStats]:
+    """Split a batch's cascade facts by trigger; the services each reached, most often first
+    after the trigger itself."""
+    n = np.int64(max(int(service.max(initial=0)) + 1, 1))
+    keys, counts = np.unique(batch_index * n + service, return_counts=True)
+    owner, reached = keys // n, keys % n
+    bounds = np.searchsorted(owner, np.arange(len(triggers) + 1))
+    result = []
+    for k, trigger in enumerate(triggers):
+        nodes, hits = reached[bounds[k] : bounds[k + 1]], counts[bounds[k] : bounds[k + 1]]
+        first = np.argsort(nodes != trigger, kind="stable")  # the trigger first
+        part = slice(k * draws, (k + 1) * draws)
+        result.append(
+            CascadeStats(
+                services=nodes[first],
+                affected_probability=hits[first] / draws,
+                **{name: values[part] for name, values in facts.items()},
+            )
         )
-        position[nodes] = -1
-        stats.append(_cascade_stats(affected, nodes, arrays, rng))
-        if progress and (len(stats) % step == 0 or len(stats) == topology.size):
-            progress(len(stats), topology.size)
-    return stats
+    return result
 
 
 def model_arrays(model_doc: ModelDoc, topology: Topology) -> dict[str, np.ndarray]:
@@ -188,6 +193,7 @@ def model_arrays(model_doc: ModelDoc, topology: Topology) -> dict[str, np.ndarra
         for u, v in zip(topology.edge_dependency, topology.edge_dependent, strict=True)
     ]
     severity = np.array([[s.severity_probabilities[k] for k in SEVERITIES] for s in services])
+    slo = topology.attributes["slo_target"].to_numpy(float)
     return {
         "shape": np.array([s.root_rate_posterior.shape for s in services]),
         "rate": np.array([s.root_rate_posterior.rate for s in services]),
@@ -196,6 +202,9 @@ def model_arrays(model_doc: ModelDoc, topology: Topology) -> dict[str, np.ndarra
         "sigma": np.array([s.duration_minutes_lognormal.sigma for s in services]),
         "severity_cdf": np.cumsum(severity / severity.sum(axis=1, keepdims=True), axis=1),
         "user_facing": topology.attributes["user_facing"].to_numpy(bool),
+        "traffic": np.nan_to_num(topology.attributes["traffic_weight"].to_numpy(float)),
+        # Minutes of downtime a 30-day error budget allows (0: no SLO given).
+        "budget_minutes": np.nan_to_num((1.0 - slo) * ERROR_BUDGET_DAYS * 24 * 60),
         "edge_p": np.array(
             [e.posterior.alpha / (e.posterior.alpha + e.posterior.beta) for e in edges]
         ),
@@ -236,16 +245,26 @@ def resolve_what_ifs(what_ifs: tuple[WhatIf, ...], topology: Topology) -> list[W
     return resolved
 
 
+def expected_failures(model_doc: ModelDoc, config: RunConfig, arrays: dict) -> np.ndarray:
+    """Per (service, mode): share of the mode x traffic factor x weekday-weighted horizon, the
+    multiplier of the root rate in the expected number of such failures within the horizon."""
+    horizon = horizon_exposure(config, model_doc)
+    return arrays["modes"] * mode_multipliers(config, model_doc)[None, :] * horizon
+
+
 def candidate_scenarios(
-    model_doc: ModelDoc, topology: Topology, config: RunConfig, progress: Progress | None = None
+    model_doc: ModelDoc,
+    topology: Topology,
+    config: RunConfig,
+    progress: Progress | None = None,
+    rng: np.random.Generator | None = None,
 ) -> list[dict[str, Any]]:
     """Every (trigger service, failure mode) pair with its probability and impact facts."""
-    rng = np.random.default_rng(config.seed)
+    rng = rng or np.random.default_rng(config.seed)
     arrays = model_arrays(model_doc, topology)
-    horizon = horizon_exposure(config, model_doc)
-    multiplier = arrays["modes"] * mode_multipliers(config, model_doc)[None, :] * horizon
+    multiplier = expected_failures(model_doc, config, arrays)
     probability = trigger_probability(arrays["shape"][:, None], arrays["rate"][:, None], multiplier)
-    cascades = simulate_cascades(model_doc, topology, config.draws, rng, progress)
+    cascades = simulate_cascades(model_doc, topology, config.cascade_draws, rng, progress)
     candidates = []
     for i, name in enumerate(topology.services):
         facts = _impact_facts(cascades[i], topology)
@@ -263,14 +282,90 @@ def candidate_scenarios(
     return candidates
 
 
+@dataclasses.dataclass(frozen=True)
+class Horizons:
+    """Simulated horizons: every root failure of the fleet (service, mode, which horizon) and
+    what its cascade did."""
+
+    count: int
+    horizon: np.ndarray  # per root failure
+    service: np.ndarray
+    mode: np.ndarray
+    facts: dict[str, np.ndarray]  # outcomes() per root failure
+
+
+def simulate_horizons(
+    model_doc: ModelDoc, topology: Topology, config: RunConfig, rng: np.random.Generator
+) -> Horizons:
+    """`config.draws` horizons of the whole fleet: in each, every service's rate is drawn from
+    its posterior, its root failures from Poisson(rate x expected failures), their modes from
+    its mix, and each root failure cascades independently (whatif.cascade).
+
+    Only the (service, horizon) pairs with a failure are generated: per service, how many
+    horizons see one is Binomial(horizons, P(at least one)), which horizons is uniform, and
+    how many failures each sees is the zero-truncated negative binomial (the Poisson count
+    integrated over the Gamma posterior). So the cost follows the failures, not services x
+    horizons."""
+    arrays = model_arrays(model_doc, topology)
+    multiplier = expected_failures(model_doc, config, arrays)
+    total = multiplier.sum(axis=1)
+    shape, rate = arrays["shape"], arrays["rate"]
+    hit = rng.binomial(config.draws, trigger_probability(shape, rate, total))
+    failing = np.flatnonzero(hit)
+    service = np.repeat(failing, hit[failing])
+    horizon = np.concatenate(
+        [rng.choice(config.draws, hit[s], replace=False) for s in failing] or [np.zeros(0, int)]
+    ).astype(np.int64)
+    p = rate[service] / (rate[service] + total[service])
+    none = p ** shape[service]
+    u = none + rng.random(len(service)) * (1.0 - none)
+    count = np.maximum(stats.nbinom.ppf(u, shape[service], p), 1).astype(np.int64)
+    service, horizon = np.repeat(service, count), np.repeat(horizon, count)
+    mix = np.cumsum(multiplier / np.where(total > 0, total, 1.0)[:, None], axis=1)
+    mode = (rng.random(len(service))[:, None] > mix[service, :-1]).sum(axis=1)
+    graph = cascade.Graph.from_edges(
+        topology.edge_dependency, topology.edge_dependent, arrays["edge_p"], topology.size
+    )
+    which, reached = cascade.spread(graph, service, rng)
+    facts = outcomes(which, reached, service, arrays, rng) if len(service) else {}
+    return Horizons(config.draws, horizon, service, mode, facts)
+
+
+def horizon_summary(horizons: Horizons, candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the simulated horizons say about the fleet as a whole, and each candidate's
+    simulated frequency (set on the candidates as `probability_simulated`)."""
+    n = horizons.count
+    modes = len(FAILURE_MODES)
+    pair = horizons.service * modes + horizons.mode
+    seen = np.unique(pair * n + horizons.horizon) // n  # one per (scenario, horizon)
+    frequency = np.bincount(seen, minlength=len(candidates)) / n
+    for k, candidate in enumerate(candidates):
+        candidate["probability_simulated"] = _round(float(frequency[k]))
+    roots = np.bincount(horizons.horizon, minlength=n)
+    if len(horizons.service):
+        hit = np.bincount(horizons.horizon, weights=horizons.facts["blast_radius"], minlength=n)
+        worst = np.full(n, len(SEVERITIES))
+        np.minimum.at(worst, horizons.horizon, horizons.facts["severity_index"])
+    else:
+        hit, worst = np.zeros(n), np.full(n, len(SEVERITIES))
+    return {
+        "horizons": n,
+        "root_failures": _percentiles(roots.astype(float)) | {"mean": _round(roots.mean())},
+        "service_outages": _percentiles(hit) | {"mean": _round(hit.mean())},
+        "probability_any": {
+            s: _round(float(np.mean(worst <= k))) for k, s in enumerate(SEVERITIES)
+        },
+    }
+
+
 def scenario_id(service: str, mode: str) -> str:
     return f"{service}--{mode}"
 
 
-def _impact_facts(stats: CascadeStats, topology: Topology) -> dict[str, Any]:
-    order = np.argsort(-stats.affected_probability, kind="stable")
-    listed = [int(k) for k in order if stats.affected_probability[k] >= LISTED_THRESHOLD]
-    names = [topology.services[stats.services[k]] for k in listed]
+def _impact_facts(outcome: CascadeStats, topology: Topology) -> dict[str, Any]:
+    order = np.argsort(-outcome.affected_probability, kind="stable")
+    listed = [int(k) for k in order if outcome.affected_probability[k] >= LISTED_THRESHOLD]
+    names = [topology.services[outcome.services[k]] for k in listed]
     user_facing = topology.attributes["user_facing"]
     teams = sorted(
         {
@@ -279,26 +374,34 @@ def _impact_facts(stats: CascadeStats, topology: Topology) -> dict[str, Any]:
             if topology.attribute(n, "owner_team")
         }
     )
-    severity_share = np.bincount(stats.severity_index, minlength=len(SEVERITIES))
+    severity_share = np.bincount(outcome.severity_index, minlength=len(SEVERITIES))
     severity_share = severity_share / severity_share.sum()
     return {
         "affected_services": names,
         "user_facing_affected": [n for n in names if bool(user_facing[n])],
-        "expected_duration_minutes": _percentiles(stats.duration_minutes),
+        "expected_duration_minutes": _percentiles(outcome.duration_minutes),
         "severity": SEVERITIES[int(np.argmax(severity_share))],
         "impact": {
-            "blast_radius": _percentiles(stats.blast_radius.astype(float)),
+            "blast_radius": _percentiles(outcome.blast_radius.astype(float)),
             "affected_probability": {
-                name: _round(float(stats.affected_probability[k]))
+                name: _round(float(outcome.affected_probability[k]))
                 for name, k in zip(names, listed, strict=True)
             },
             "severity_probabilities": {
                 s: _round(float(p)) for s, p in zip(SEVERITIES, severity_share, strict=True)
             },
             "teams_paged": teams,
-            "impact_score": _round(float(stats.impact.mean(dtype=np.float64))),
+            "impact_score": _round(float(outcome.impact.mean(dtype=np.float64))),
+            "traffic_share": _given(outcome.traffic_share),
+            "error_budget_burn": _given(outcome.budget_burn),
         },
     }
+
+
+def _given(values: np.ndarray) -> dict[str, float] | None:
+    """Percentiles of a measure that needs a topology attribute (traffic_weight, slo_target),
+    or None when no service this cascade reaches has it."""
+    return _percentiles(values.astype(float)) if (values > 0).any() else None
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:
@@ -311,12 +414,19 @@ def _round(value: float) -> float:
 
 
 def select(
-    candidates: list[dict[str, Any]], forced: list[WhatIf], k: int, model_doc: ModelDoc
+    candidates: list[dict[str, Any]],
+    forced: list[WhatIf],
+    k: int,
+    model_doc: ModelDoc,
+    topology: Topology,
+    compound: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Pick the scenarios to report, each tagged with why:
-    forced what-ifs; the top risks, at most two per trigger service so one fragile service
-    cannot fill the report; then rare-but-severe tail scenarios (probability at or below the
-    median, highest impact, one per service); any slot left goes to the next-ranked risk."""
+    forced what-ifs; the top risks, spread out (at most two per trigger service, and at most
+    a third of the report per owning team and per failure mode, so one fragile corner cannot
+    fill it); a common-mode failure of the shared infrastructure the most services depend
+    on; rare-but-severe tail scenarios (probability at or below the median, highest impact,
+    one per service); any slot left goes to the next-ranked risk."""
     by_id = {c["id"]: c for c in candidates}
     modes = {s.service: s.failure_modes for s in model_doc.services}
     chosen: dict[str, dict[str, Any]] = {}
@@ -331,7 +441,33 @@ def select(
     rank = {c["id"]: i for i, c in enumerate(ranked, start=1)}
     top_reason = lambda c: f"top risk (rank {rank[c['id']]} of {len(ranked)})"  # noqa: E731
     tail_slots = max(1, k // 4) if k >= 3 else 0
-    _take(chosen, ranked, k - tail_slots, per_service=2, reason=top_reason)
+    shared_slots = 1 if k >= 4 else 0
+    cap = max(2, -(-k // 3))
+
+    def team(c: dict[str, Any]) -> str:
+        service = c["trigger"]["service"]
+        return str(topology.attribute(service, "owner_team") or service)
+
+    compound_slots = 1 if compound and k >= 5 else 0
+    spread_out = {"service": (_service, 2), "team": (team, cap), "mode": (_mode, cap)}
+    _take(chosen, ranked, k - tail_slots - shared_slots - compound_slots, spread_out, top_reason)
+    if compound_slots:
+        chosen[compound["id"]] = compound | {  # type: ignore[index]
+            "forced": False,
+            "selection_reason": "common mode: two independent root failures in the same event "
+            "window (the likeliest costly pair among the top risks)",
+        }
+    shared, dependents = shared_infrastructure(candidates, topology, chosen)
+    _take(
+        chosen,
+        shared,
+        k - tail_slots,
+        {"service": (_service, 1)},
+        lambda c: (
+            f"common mode: shared infrastructure ({dependents[_service(c)]} services "
+            "depend on it, directly or through others)"
+        ),
+    )
     median_p = float(np.median([c["probability"] for c in candidates]))
     tail = sorted(
         (c for c in candidates if c["probability"] <= median_p),
@@ -341,42 +477,151 @@ def select(
         chosen,
         tail,
         k,
-        per_service=1,
-        reason=lambda c: (
-            "tail: rare but severe (probability at or below the median, highest impact)"
-        ),
+        {"service": (_service, 1)},
+        lambda c: "tail: rare but severe (probability at or below the median, highest impact)",
     )
-    _take(chosen, ranked, k, per_service=None, reason=top_reason)
+    _take(chosen, ranked, k, {}, lambda c: f"{top_reason(c)}, once the spread-out picks ran out")
     return sorted(chosen.values(), key=lambda c: (not c["forced"], -c["risk_score"], c["id"]))
+
+
+SHARED_SHORTLIST = 50  # services with the most direct dependents, searched for the widest reach
+
+
+def shared_infrastructure(
+    candidates: list[dict[str, Any]], topology: Topology, chosen: dict[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The most likely failure of each service that the most others depend on (transitively),
+    widest reach first; services already in the report are left out. Returns the candidates
+    and the number of dependents per service."""
+    direct = np.bincount(topology.edge_dependency, minlength=topology.size)
+    shortlist = np.argsort(-direct, kind="stable")[:SHARED_SHORTLIST]
+    graph = cascade.Graph.from_edges(
+        topology.edge_dependency,
+        topology.edge_dependent,
+        np.ones(len(topology.edge_dependency)),
+        topology.size,
+    )
+    present = {_service(c) for c in chosen.values()}
+    dependents = {
+        topology.services[i]: len(graph.descendants(int(i))) - 1
+        for i in shortlist
+        if direct[i] > 0 and topology.services[i] not in present
+    }
+    likeliest: dict[str, dict[str, Any]] = {}
+    for candidate in candidates:
+        service = _service(candidate)
+        if dependents.get(service, 0) >= 2:
+            best = likeliest.get(service)
+            if best is None or candidate["probability"] > best["probability"]:
+                likeliest[service] = candidate
+    ordered = sorted(
+        likeliest.values(), key=lambda c: (-dependents[_service(c)], -c["risk_score"], c["id"])
+    )
+    return ordered, dependents
+
+
+def _service(candidate: dict[str, Any]) -> str:
+    return candidate["trigger"]["service"]
+
+
+def _mode(candidate: dict[str, Any]) -> str:
+    return candidate["trigger"]["failure_mode"]
 
 
 def _take(
     chosen: dict[str, dict[str, Any]],
     pool: list[dict[str, Any]],
     limit: int,
-    per_service: int | None,
+    limits: dict[str, tuple[Any, int]],
     reason: Any,
 ) -> None:
-    """Add candidates from `pool` in order until `chosen` holds `limit`, at most `per_service`
-    of this pool's picks per trigger service."""
-    taken: dict[str, int] = {}
+    """Add candidates from `pool` in order until `chosen` holds `limit`; `limits` caps this
+    pool's picks per group (name: (group of a candidate, how many at most))."""
+    taken: dict[tuple[str, str], int] = {}
     for candidate in pool:
         if len(chosen) >= limit:
             return
-        service = candidate["trigger"]["service"]
-        if candidate["id"] in chosen or (per_service and taken.get(service, 0) >= per_service):
+        groups = [(name, group(candidate), most) for name, (group, most) in limits.items()]
+        if candidate["id"] in chosen or any(
+            taken.get((name, value), 0) >= most for name, value, most in groups
+        ):
             continue
-        taken[service] = taken.get(service, 0) + 1
+        for name, value, _ in groups:
+            taken[(name, value)] = taken.get((name, value), 0) + 1
         chosen[candidate["id"]] = candidate | {
             "forced": False,
             "selection_reason": reason(candidate),
         }
 
 
+COMPOUND_POOL = 10  # the top risks among which the worst pair at once is sought
+
+
+def compound_scenario(
+    model_doc: ModelDoc,
+    topology: Topology,
+    config: RunConfig,
+    candidates: list[dict[str, Any]],
+    rng: np.random.Generator,
+) -> dict[str, Any] | None:
+    """Two independent root failures in the same event window: of the pairs of distinct
+    trigger services among the top risks, the one with the highest P(both) x impact of both
+    at once. Both cascades are simulated in the same draw and their affected sets merged, so
+    the impact counts a service hit by both once."""
+    pool: list[dict[str, Any]] = []
+    for candidate in sorted(candidates, key=lambda c: (-c["risk_score"], c["id"])):
+        if _service(candidate) not in {_service(c) for c in pool}:
+            pool.append(candidate)
+        if len(pool) == COMPOUND_POOL:
+            break
+    if len(pool) < 2:
+        return None
+    arrays = model_arrays(model_doc, topology)
+    graph = cascade.Graph.from_edges(
+        topology.edge_dependency, topology.edge_dependent, arrays["edge_p"], topology.size
+    )
+    index = topology.index
+    best: dict[str, Any] | None = None
+    draws = config.cascade_draws
+    for i, first in enumerate(pool):
+        for second in pool[i + 1 :]:
+            pair = np.array([index[_service(first)], index[_service(second)]])
+            which, service = cascade.spread(graph, np.repeat(pair, draws), rng)
+            keys = np.unique((which % draws) * topology.size + service)  # union per draw
+            draw, merged = keys // topology.size, keys % topology.size
+            facts = outcomes(
+                draw, merged, np.repeat(pair[0], draws), arrays, rng, np.isin(merged, pair)
+            )
+            stats = _per_trigger(pair[:1], draw // draws, merged, facts, draws)[0]
+            probability = first["probability"] * second["probability"]
+            impact = _impact_facts(stats, topology)
+            risk = probability * impact["impact"]["impact_score"]
+            if best is None or risk > best["risk_score"]:
+                best = {
+                    "id": f"{first['id']}+{second['id']}",
+                    "trigger": first["trigger"],
+                    "co_trigger": second["trigger"],
+                    "probability": _round(probability),
+                    "risk_score": _round(risk),
+                    **impact,
+                }
+    return best
+
+
 def simulate(
     model_doc: ModelDoc, topology: Topology, config: RunConfig, progress: Progress | None = None
-) -> list[dict[str, Any]]:
-    """The selected scenarios' facts (no prose yet), most important first."""
+) -> dict[str, Any]:
+    """The selected scenarios' facts (no prose yet), most important first, and the summary
+    of the simulated horizons."""
     forced = resolve_what_ifs(config.what_if, topology)
-    candidates = candidate_scenarios(model_doc, topology, config, progress)
-    return select(candidates, forced, config.scenarios, model_doc)
+    rng = np.random.default_rng(config.seed)
+    candidates = candidate_scenarios(model_doc, topology, config, progress, rng)
+    summary = horizon_summary(simulate_horizons(model_doc, topology, config, rng), candidates)
+    summary["cascade_draws"] = config.cascade_draws
+    compound = None
+    if config.event and config.scenarios >= 5:
+        compound = compound_scenario(model_doc, topology, config, candidates, rng)
+    return {
+        "scenarios": select(candidates, forced, config.scenarios, model_doc, topology, compound),
+        "simulation": summary,
+    }
