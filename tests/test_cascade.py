@@ -348,3 +348,23 @@ def test_impossible_edges_never_fire():
     which, service = run(g, np.zeros(1000), seed=24)
     assert hit_share(which, service, 1, 1000) == 1.0
     assert hit_share(which, service, 2, 1000) == 0.0
+
+
+def test_a_cascade_with_two_roots_tries_each_edge_once():
+    # a -> c and b -> c always fire; c -> d with 0.5. From a and b failing together, d falls
+    # in half of the cascades (c's edge is tried once), not 1 - 0.5^2 as two separate
+    # cascades merged afterwards would give.
+    graph = cascade.Graph.from_edges(
+        np.array([0, 1, 2]), np.array([2, 2, 3]), np.array([1.0, 1.0, 0.5]), 4
+    )
+    n = 40_000
+    which, service = cascade.spread(
+        graph,
+        np.repeat([0, 1], n),
+        np.random.default_rng(8),
+        cascade=np.tile(np.arange(n), 2),
+    )
+    assert np.array_equal(np.unique(which), np.arange(n))
+    hit_d = np.mean(np.isin(np.arange(n), which[service == 3]))
+    assert hit_d == pytest.approx(0.5, abs=4 * np.sqrt(0.25 / n))
+    assert np.bincount(which).min() >= 3  # both roots and c in every cascade

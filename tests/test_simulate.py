@@ -388,9 +388,12 @@ def test_an_event_window_adds_two_independent_root_failures_at_once():
     single = {c["id"]: c for c in simulate.candidate_scenarios(doc, chain_topology(), config)}
     first, second = pair["id"].split("+")
     assert pair["trigger"]["service"] != pair["co_trigger"]["service"]
-    assert pair["probability"] == pytest.approx(
-        single[first]["probability"] * single[second]["probability"], rel=1e-4
-    )
+    # Both fail within the one-day window, and their outages (mean 60 e^(0.5^2 / 2) minutes
+    # each) overlap, starting uniformly: (d1 + d2) / W - (d1^2 + d2^2) / (2 W^2).
+    d, window = 60 * np.exp(0.125), 24 * 60
+    overlap = 2 * d / window - 2 * d**2 / (2 * window**2)
+    both = single[first]["probability"] * single[second]["probability"]
+    assert pair["probability"] == pytest.approx(both * overlap, rel=1e-3)
     roots = {pair["trigger"]["service"], pair["co_trigger"]["service"]}
     assert roots <= set(pair["affected_services"])
     assert pair["impact"]["affected_probability"][pair["co_trigger"]["service"]] == 1.0
@@ -401,3 +404,14 @@ def test_an_event_window_adds_two_independent_root_failures_at_once():
     )
     plain = simulate.simulate(doc, chain_topology(), RunConfig(scenarios=6, draws=200))
     assert not any(s.get("co_trigger") for s in plain["scenarios"])  # only in event windows
+
+
+def test_the_compound_scenario_never_takes_the_report_past_its_size():
+    edges = {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
+    day = __import__("datetime").date(2026, 11, 27)
+    forced = (*(WhatIf(s) for s in CHAIN), WhatIf("db", "network"))
+    config = RunConfig(
+        scenarios=5, draws=200, event=EventWindow("launch", day, day, 2.0), what_if=forced
+    )
+    chosen = simulate.simulate(model_doc(CHAIN, edges), chain_topology(), config)["scenarios"]
+    assert len(chosen) == 5 and all(c["forced"] for c in chosen)

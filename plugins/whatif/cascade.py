@@ -51,15 +51,23 @@ class Graph:
         return np.flatnonzero(reached)
 
 
-def spread(graph: Graph, roots: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Run one independent cascade from each entry of `roots`.
+def spread(
+    graph: Graph,
+    roots: np.ndarray,
+    rng: np.random.Generator,
+    cascade: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
+    """Run one independent cascade from each entry of `roots`, or, with `cascade` (the
+    cascade of each root), cascades with several roots failing at once.
 
     Returns (cascade, service): one pair per failed service, roots included, sorted by cascade
-    (cascade = the index into `roots`)."""
+    (cascade = the index into `roots`, or the given number)."""
     n = np.int64(max(graph.size, 1))
-    cascade = np.arange(len(roots), dtype=np.int64)
-    service = np.asarray(roots, dtype=np.int64)
-    waves = [cascade * n + service]  # each wave sorted: cascade * n + service
+    if cascade is None:
+        cascade = np.arange(len(roots), dtype=np.int64)
+    keys = np.unique(np.asarray(cascade, dtype=np.int64) * n + np.asarray(roots, dtype=np.int64))
+    cascade, service = keys // n, keys % n
+    waves = [keys]  # each wave sorted: cascade * n + service
     while len(service):
         degree = graph.start[service + 1] - graph.start[service]
         total = int(degree.sum())

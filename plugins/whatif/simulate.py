@@ -1,13 +1,17 @@
 """Simulate: how likely each what-if is within the horizon, and what it does when it happens.
 
 - Probability of a root failure of service s in mode m within the horizon: the exact
-  posterior predictive under the Gamma posterior of the rate, 1 - (b / (b + q_m c H))^a.
-- Impact: Monte Carlo of the cascade given that root failure, on the subgraph the trigger can
-  reach, vectorised over draws and edges: each edge is flipped once per draw with its posterior
-  mean propagation probability (independent cascade) and the failure spreads breadth-first
-  along live edges with sparse matrix products. Durations and severities are drawn for every
-  affected service.
-The definitions of impact and risk are in docs/scenarios.md.
+  posterior predictive under the Gamma posterior of the rate, 1 - (b / (b + q_m f_m H))^a,
+  H weighted by weekday, f_m the event's traffic factor.
+- Impact: `cascade_draws` independent cascades conditioned on each trigger's root failure
+  (whatif.cascade: all triggers' cascades advance together, wave by wave, touching only the
+  out-edges of what fails), with a duration and a severity drawn for every affected service.
+- Horizons: `draws` simulated horizons of the whole fleet, every root failure drawn from the
+  posterior and cascaded; they give each scenario's simulated frequency (a check of the exact
+  probability) and the fleet's totals per horizon.
+- Selection: forced what-ifs, spread-out top risks, shared infrastructure, two roots at once in
+  an event window, rare-but-severe tails.
+The definitions of impact, risk and the selection are in docs/scenarios.md.
 """
 
 from __future__ import annotations
@@ -326,8 +330,12 @@ def simulate_horizons(
     graph = cascade.Graph.from_edges(
         topology.edge_dependency, topology.edge_dependent, arrays["edge_p"], topology.size
     )
-    which, reached = cascade.spread(graph, service, rng)
-    facts = outcomes(which, reached, service, arrays, rng) if len(service) else {}
+    parts = []
+    for first in range(0, len(service), BATCH_CASCADES):  # bounded memory per batch
+        roots = service[first : first + BATCH_CASCADES]
+        which, reached = cascade.spread(graph, roots, rng)
+        parts.append(outcomes(which, reached, roots, arrays, rng))
+    facts = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
     return Horizons(config.draws, horizon, service, mode, facts)
 
 
@@ -424,8 +432,9 @@ def select(
     """Pick the scenarios to report, each tagged with why:
     forced what-ifs; the top risks, spread out (at most two per trigger service, and at most
     a third of the report per owning team and per failure mode, so one fragile corner cannot
-    fill it); a common-mode failure of the shared infrastructure the most services depend
-    on; rare-but-severe tail scenarios (probability at or below the median, highest impact,
+    fill it); in an event window, two independent root failures under way at once; a
+    common-mode failure of the shared infrastructure the most services depend on;
+    rare-but-severe tail scenarios (probability at or below the median, highest impact,
     one per service); any slot left goes to the next-ranked risk."""
     by_id = {c["id"]: c for c in candidates}
     modes = {s.service: s.failure_modes for s in model_doc.services}
@@ -451,11 +460,12 @@ def select(
     compound_slots = 1 if compound and k >= 5 else 0
     spread_out = {"service": (_service, 2), "team": (team, cap), "mode": (_mode, cap)}
     _take(chosen, ranked, k - tail_slots - shared_slots - compound_slots, spread_out, top_reason)
-    if compound_slots:
+    if compound_slots and len(chosen) < k:
         chosen[compound["id"]] = compound | {  # type: ignore[index]
             "forced": False,
-            "selection_reason": "common mode: two independent root failures in the same event "
-            "window (the likeliest costly pair among the top risks)",
+            "selection_reason": "common mode: two independent root failures under way at "
+            "once in the event window (the pair among the top risks with the highest "
+            "probability x impact)",
         }
     shared, dependents = shared_infrastructure(candidates, topology, chosen)
     _take(
@@ -469,9 +479,9 @@ def select(
         ),
     )
     median_p = float(np.median([c["probability"] for c in candidates]))
-    tail = sorted(
+    tail = sorted(  # a service's modes share one impact: its likeliest rare mode first
         (c for c in candidates if c["probability"] <= median_p),
-        key=lambda c: (-c["impact"]["impact_score"], c["id"]),
+        key=lambda c: (-c["impact"]["impact_score"], -c["probability"], c["id"]),
     )
     _take(
         chosen,
@@ -501,7 +511,9 @@ def shared_infrastructure(
         np.ones(len(topology.edge_dependency)),
         topology.size,
     )
-    present = {_service(c) for c in chosen.values()}
+    present = {
+        t["service"] for c in chosen.values() for t in (c["trigger"], c.get("co_trigger")) if t
+    }
     dependents = {
         topology.services[i]: len(graph.descendants(int(i))) - 1
         for i in shortlist
@@ -583,17 +595,19 @@ def compound_scenario(
     index = topology.index
     best: dict[str, Any] | None = None
     draws = config.cascade_draws
+    window = config.effective_horizon_days * 24 * 60
     for i, first in enumerate(pool):
         for second in pool[i + 1 :]:
             pair = np.array([index[_service(first)], index[_service(second)]])
-            which, service = cascade.spread(graph, np.repeat(pair, draws), rng)
-            keys = np.unique((which % draws) * topology.size + service)  # union per draw
-            draw, merged = keys // topology.size, keys % topology.size
-            facts = outcomes(
-                draw, merged, np.repeat(pair[0], draws), arrays, rng, np.isin(merged, pair)
+            draw, reached = cascade.spread(  # one cascade per draw, from both roots at once
+                graph, np.repeat(pair, draws), rng, cascade=np.tile(np.arange(draws), 2)
             )
-            stats = _per_trigger(pair[:1], draw // draws, merged, facts, draws)[0]
-            probability = first["probability"] * second["probability"]
+            facts = outcomes(
+                draw, reached, np.repeat(pair[0], draws), arrays, rng, np.isin(reached, pair)
+            )
+            stats = _per_trigger(pair[:1], draw // draws, reached, facts, draws)[0]
+            overlap = _overlap_probability([_mean_minutes(arrays, int(s)) for s in pair], window)
+            probability = first["probability"] * second["probability"] * overlap
             impact = _impact_facts(stats, topology)
             risk = probability * impact["impact"]["impact_score"]
             if best is None or risk > best["risk_score"]:
@@ -606,6 +620,18 @@ def compound_scenario(
                     **impact,
                 }
     return best
+
+
+def _mean_minutes(arrays: dict[str, np.ndarray], service: int) -> float:
+    """Mean outage of a service: the log-normal's mean."""
+    return float(np.exp(arrays["mu"][service] + arrays["sigma"][service] ** 2 / 2))
+
+
+def _overlap_probability(minutes: list[float], window: float) -> float:
+    """P(two outages of these mean lengths, starting independently and uniformly within the
+    window, are under way at the same time): (d1 + d2) / W - (d1^2 + d2^2) / (2 W^2)."""
+    d1, d2 = (min(m, window) for m in minutes)
+    return float(min(1.0, (d1 + d2) / window - (d1**2 + d2**2) / (2 * window**2)))
 
 
 def simulate(
