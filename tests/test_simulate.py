@@ -307,8 +307,9 @@ def test_simulated_horizons_match_the_exact_probabilities():
     topology = chain_topology()
     config = RunConfig(draws=40_000, cascade_draws=500)
     rng = np.random.default_rng(3)
-    candidates = simulate.candidate_scenarios(doc, topology, config, rng=rng)
-    horizons = simulate.simulate_horizons(doc, topology, config, rng)
+    cascades = simulate.simulate_cascades(doc, topology, config.cascade_draws, rng)
+    candidates = simulate.candidate_scenarios(doc, topology, config, rng=rng, cascades=cascades)
+    horizons = simulate.simulate_horizons(doc, topology, config, cascades, rng)
     summary = simulate.horizon_summary(horizons, candidates)
     for candidate in candidates:
         p, simulated = candidate["probability"], candidate["probability_simulated"]
@@ -321,6 +322,11 @@ def test_simulated_horizons_match_the_exact_probabilities():
     assert 0 < summary["probability_any"]["SEV1"] <= summary["probability_any"]["SEV4"] < 1
     # Every root failure cascades: services hit per horizon at least the roots.
     assert summary["service_outages"]["mean"] > summary["root_failures"]["mean"]
+    # Each root failure's outcome is one of its trigger's simulated cascades.
+    db = topology.index["db"]
+    from_db = horizons.facts["blast_radius"][horizons.service == db]
+    assert from_db.mean() == pytest.approx(cascades[db].blast_radius.mean(), rel=0.05)
+    assert (np.diff(horizons.service) >= 0).all()  # grouped by service
 
 
 def test_impact_reports_traffic_share_and_error_budget_burn_where_the_topology_gives_them():
@@ -415,3 +421,31 @@ def test_the_compound_scenario_never_takes_the_report_past_its_size():
     )
     chosen = simulate.simulate(model_doc(CHAIN, edges), chain_topology(), config)["scenarios"]
     assert len(chosen) == 5 and all(c["forced"] for c in chosen)
+
+
+def test_the_samplers_of_the_horizons_have_the_right_distributions():
+    rng = np.random.default_rng(17)
+    p = np.array([0.0, 0.002, 0.3, 0.999])
+    service, trial = simulate._bernoulli_process(p, 50_000, rng)
+    counts = np.bincount(service, minlength=4)
+    assert counts[0] == 0
+    for i in (1, 2, 3):  # Binomial(50,000, p) counts, distinct trials in range, in order
+        assert counts[i] == pytest.approx(50_000 * p[i], abs=5 * np.sqrt(50_000 * p[i]) + 1)
+        mine = trial[service == i]
+        assert (np.diff(mine) > 0).all() and mine.min() >= 0 and mine.max() < 50_000
+    shape, q = np.full(200_000, 1.5), np.full(200_000, 0.4)
+    count = simulate._zero_truncated_negative_binomial(shape, q, rng)
+    from scipy import stats as st
+
+    truncated = st.nbinom.pmf(np.arange(1, 6), 1.5, 0.4) / (1 - st.nbinom.pmf(0, 1.5, 0.4))
+    observed = np.bincount(count, minlength=6)[1:6] / len(count)
+    np.testing.assert_allclose(observed, truncated, atol=0.004)
+    cdf = np.cumsum(np.array([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]]), axis=1)
+    rows = np.repeat([0, 1], 100_000)
+    drawn = simulate._categorical(cdf, rows, rng)
+    np.testing.assert_allclose(
+        np.bincount(drawn[:100_000], minlength=3) / 1e5, [0.5, 0.5, 0], atol=0.005
+    )
+    np.testing.assert_allclose(
+        np.bincount(drawn[100_000:], minlength=3) / 1e5, [0.1, 0.2, 0.7], atol=0.005
+    )

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from whatif import cascade, model
 from whatif.config import RunConfig, WhatIf
@@ -262,13 +261,16 @@ def candidate_scenarios(
     config: RunConfig,
     progress: Progress | None = None,
     rng: np.random.Generator | None = None,
+    cascades: list[CascadeStats] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every (trigger service, failure mode) pair with its probability and impact facts."""
+    """Every (trigger service, failure mode) pair with its probability and impact facts
+    (`cascades`: simulate_cascades' result, simulated here when not given)."""
     rng = rng or np.random.default_rng(config.seed)
     arrays = model_arrays(model_doc, topology)
     multiplier = expected_failures(model_doc, config, arrays)
     probability = trigger_probability(arrays["shape"][:, None], arrays["rate"][:, None], multiplier)
-    cascades = simulate_cascades(model_doc, topology, config.cascade_draws, rng, progress)
+    if cascades is None:
+        cascades = simulate_cascades(model_doc, topology, config.cascade_draws, rng, progress)
     candidates = []
     for i, name in enumerate(topology.services):
         facts = _impact_facts(cascades[i], topology)
@@ -296,47 +298,125 @@ class Horizons:
     service: np.ndarray
     mode: np.ndarray
     facts: dict[str, np.ndarray]  # outcomes() per root failure
+    together: np.ndarray  # per root failure: how many its service had in that horizon
 
 
 def simulate_horizons(
-    model_doc: ModelDoc, topology: Topology, config: RunConfig, rng: np.random.Generator
+    model_doc: ModelDoc,
+    topology: Topology,
+    config: RunConfig,
+    cascades: list[CascadeStats],
+    rng: np.random.Generator,
 ) -> Horizons:
-    """`config.draws` horizons of the whole fleet: in each, every service's rate is drawn from
-    its posterior, its root failures from Poisson(rate x expected failures), their modes from
-    its mix, and each root failure cascades independently (whatif.cascade).
+    """`config.draws` horizons of the whole fleet: every service's root failures drawn from
+    its posterior (the Poisson count integrated over the Gamma rate), their modes from its mix,
+    and each root failure's outcome drawn from its trigger's simulated cascades.
 
-    Only the (service, horizon) pairs with a failure are generated: per service, how many
-    horizons see one is Binomial(horizons, P(at least one)), which horizons is uniform, and
-    how many failures each sees is the zero-truncated negative binomial (the Poisson count
-    integrated over the Gamma posterior). So the cost follows the failures, not services x
-    horizons."""
+    Only what happens is generated, so the cost follows the failures, not services x
+    horizons: per service, the horizons with a failure are a Bernoulli process over the
+    horizons (geometric gaps), and each such horizon's count is the zero-truncated negative
+    binomial. A root failure's outcome is one of the `cascade_draws` cascades simulated for
+    its trigger (`cascades`), picked uniformly: cascades depend only on their trigger, so this
+    is a draw from the same distribution, without spreading the same cascade again for each
+    of the millions of root failures a large fleet has in 100,000 horizons."""
     arrays = model_arrays(model_doc, topology)
     multiplier = expected_failures(model_doc, config, arrays)
     total = multiplier.sum(axis=1)
     shape, rate = arrays["shape"], arrays["rate"]
-    hit = rng.binomial(config.draws, trigger_probability(shape, rate, total))
-    failing = np.flatnonzero(hit)
-    service = np.repeat(failing, hit[failing])
-    horizon = np.concatenate(
-        [rng.choice(config.draws, hit[s], replace=False) for s in failing] or [np.zeros(0, int)]
-    ).astype(np.int64)
-    p = rate[service] / (rate[service] + total[service])
-    none = p ** shape[service]
-    u = none + rng.random(len(service)) * (1.0 - none)
-    count = np.maximum(stats.nbinom.ppf(u, shape[service], p), 1).astype(np.int64)
-    service, horizon = np.repeat(service, count), np.repeat(horizon, count)
-    mix = np.cumsum(multiplier / np.where(total > 0, total, 1.0)[:, None], axis=1)
-    mode = (rng.random(len(service))[:, None] > mix[service, :-1]).sum(axis=1)
-    graph = cascade.Graph.from_edges(
-        topology.edge_dependency, topology.edge_dependent, arrays["edge_p"], topology.size
+    service, horizon = _bernoulli_process(
+        trigger_probability(shape, rate, total), config.draws, rng
     )
-    parts = []
-    for first in range(0, len(service), BATCH_CASCADES):  # bounded memory per batch
-        roots = service[first : first + BATCH_CASCADES]
-        which, reached = cascade.spread(graph, roots, rng)
-        parts.append(outcomes(which, reached, roots, arrays, rng))
-    facts = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
-    return Horizons(config.draws, horizon, service, mode, facts)
+    count = _zero_truncated_negative_binomial(
+        shape[service], rate[service] / (rate[service] + total[service]), rng
+    )
+    service, horizon, together = (np.repeat(v, count) for v in (service, horizon, count))
+    mix = np.cumsum(multiplier / np.where(total > 0, total, 1.0)[:, None], axis=1)
+    mode = _categorical(mix, service, rng)
+    draws = config.cascade_draws
+    pick = service * draws + rng.integers(0, draws, len(service))
+    facts = {
+        name: np.concatenate([getattr(c, name) for c in cascades])[pick]
+        for name in ("blast_radius", "severity_index", "impact")
+    }
+    return Horizons(config.draws, horizon, service, mode, facts, together)
+
+
+def _bernoulli_process(
+    probability: np.ndarray, trials: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each service i, the trials (horizons) that succeed with probability[i] each,
+    independently: (service, trial) pairs, by service then trial. The gaps between successes
+    are geometric, so only the successes are drawn: a budget of gaps six standard deviations
+    above the expected count per service, continued one by one in the rare case it falls
+    short."""
+    p = np.clip(probability, 0.0, 1.0)
+    expected = trials * p
+    budget = np.where(p > 0, np.ceil(expected + 6 * np.sqrt(expected) + 4), 0).astype(np.int64)
+    owner = np.repeat(np.arange(len(p)), budget)
+    gaps = rng.geometric(p[owner]) if len(owner) else np.zeros(0, np.int64)
+    total = np.r_[0, np.cumsum(gaps)]
+    start = np.cumsum(budget) - budget  # where each service's gaps begin
+    run = total[1:] - np.repeat(total[start], budget)  # 1-based trial of each success
+    inside = run <= trials
+    service, trial = owner[inside], run[inside] - 1
+    last = start + budget - 1
+    short = (budget > 0) & (run[np.maximum(last, 0)] <= trials) if len(run) else budget > 0
+    if short.any():  # rare: the continued successes go after the rest, so re-sort
+        more_s, more_t = _bernoulli_process_from(
+            p, np.where(short, run[last], 0), trials, short, rng
+        )
+        service, trial = np.r_[service, more_s], np.r_[trial, more_t]
+        order = np.lexsort((trial, service))
+        service, trial = service[order], trial[order]
+    return service.astype(np.int64), trial.astype(np.int64)
+
+
+def _bernoulli_process_from(
+    p: np.ndarray, start: np.ndarray, trials: int, which: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Continue the processes of the services `which` after trial `start` (1-based), one
+    success at a time (only for the rare service whose budget ran short)."""
+    services, found = [], []
+    for i in np.flatnonzero(which):
+        at = int(start[i])
+        while True:
+            at += int(rng.geometric(p[i]))
+            if at > trials:
+                break
+            services.append(i)
+            found.append(at - 1)
+    return np.array(services, dtype=np.int64), np.array(found, dtype=np.int64)
+
+
+def _zero_truncated_negative_binomial(
+    shape: np.ndarray, p: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Counts >= 1 from NegBin(shape, p) conditioned on at least one, by inverse CDF with the
+    pmf recurrence f(k+1) = f(k) (k + shape) / (k + 1) (1 - p): a few vectorised steps (most
+    counts are 1), instead of scipy's generic ppf."""
+    none = p**shape
+    u = rng.random(len(p)) * (1.0 - none)  # the CDF position above P(0)
+    count = np.ones(len(p), dtype=np.int64)
+    pmf = shape * (1.0 - p) * none  # f(1)
+    cumulative = pmf.copy()
+    open_ = np.flatnonzero(u > cumulative)
+    k = 1
+    while len(open_) and k < 10_000:
+        pmf[open_] *= (k + shape[open_]) / (k + 1) * (1.0 - p[open_])
+        cumulative[open_] += pmf[open_]
+        count[open_] += 1
+        open_ = open_[u[open_] > cumulative[open_]]
+        k += 1
+    return count
+
+
+def _categorical(cdf: np.ndarray, row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One category per entry of `row`, drawn from that row's cumulative distribution `cdf`
+    (rows x categories), by one binary search in all rows laid end to end."""
+    width = cdf.shape[1]
+    flat = (cdf + np.arange(len(cdf))[:, None] * 2.0).ravel()  # rows 2 apart: no overlap
+    position = np.searchsorted(flat, row * 2.0 + rng.random(len(row)) * cdf[row, -1], "right")
+    return np.minimum(position - row * width, width - 1)
 
 
 def horizon_summary(horizons: Horizons, candidates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -345,24 +425,34 @@ def horizon_summary(horizons: Horizons, candidates: list[dict[str, Any]]) -> dic
     n = horizons.count
     modes = len(FAILURE_MODES)
     pair = horizons.service * modes + horizons.mode
-    seen = np.unique(pair * n + horizons.horizon) // n  # one per (scenario, horizon)
-    frequency = np.bincount(seen, minlength=len(candidates)) / n
+    # A scenario counts once per horizon: where a service failed more than once in a horizon
+    # (rare), its root failures in the same mode count once.
+    single = horizons.together == 1
+    scenario = pair[single]
+    if not single.all():
+        several = np.flatnonzero(~single)
+        keys = np.unique(
+            (horizons.service[several] * n + horizons.horizon[several]) * modes
+            + horizons.mode[several]
+        )
+        scenario = np.r_[scenario, (keys // (n * modes)) * modes + keys % modes]
+    frequency = np.bincount(scenario, minlength=len(candidates)) / n
     for k, candidate in enumerate(candidates):
         candidate["probability_simulated"] = _round(float(frequency[k]))
     roots = np.bincount(horizons.horizon, minlength=n)
-    if len(horizons.service):
+    hit = np.zeros(n)
+    any_at_least = {s: 0.0 for s in SEVERITIES}
+    if len(pair):
         hit = np.bincount(horizons.horizon, weights=horizons.facts["blast_radius"], minlength=n)
-        worst = np.full(n, len(SEVERITIES))
-        np.minimum.at(worst, horizons.horizon, horizons.facts["severity_index"])
-    else:
-        hit, worst = np.zeros(n), np.full(n, len(SEVERITIES))
+        severity = horizons.facts["severity_index"]
+        for k, name in enumerate(SEVERITIES):  # horizons with an incident this bad or worse
+            seen = np.bincount(horizons.horizon[severity <= k], minlength=n) > 0
+            any_at_least[name] = _round(float(seen.mean()))
     return {
         "horizons": n,
         "root_failures": _percentiles(roots.astype(float)) | {"mean": _round(roots.mean())},
         "service_outages": _percentiles(hit) | {"mean": _round(hit.mean())},
-        "probability_any": {
-            s: _round(float(np.mean(worst <= k))) for k, s in enumerate(SEVERITIES)
-        },
+        "probability_any": any_at_least,
     }
 
 
@@ -641,8 +731,10 @@ def simulate(
     of the simulated horizons."""
     forced = resolve_what_ifs(config.what_if, topology)
     rng = np.random.default_rng(config.seed)
-    candidates = candidate_scenarios(model_doc, topology, config, progress, rng)
-    summary = horizon_summary(simulate_horizons(model_doc, topology, config, rng), candidates)
+    cascades = simulate_cascades(model_doc, topology, config.cascade_draws, rng, progress)
+    candidates = candidate_scenarios(model_doc, topology, config, progress, rng, cascades)
+    horizons = simulate_horizons(model_doc, topology, config, cascades, rng)
+    summary = horizon_summary(horizons, candidates)
     summary["cascade_draws"] = config.cascade_draws
     compound = None
     if config.event and config.scenarios >= 5:
