@@ -68,7 +68,7 @@ def spread(
         cascade = np.arange(len(roots), dtype=np.int64)
         keys = cascade * n + service
     else:
-        keys = _sorted_unique(np.asarray(cascade, dtype=np.int64) * n + service)
+        keys = sorted_unique(np.asarray(cascade, dtype=np.int64) * n + service)
         cascade, service = keys // n, keys % n
     waves = [keys]  # each wave sorted: cascade * n + service
     while len(service):
@@ -79,7 +79,7 @@ def spread(
         offsets = np.repeat(graph.start[service] - np.cumsum(degree) + degree, degree)
         edge = offsets + np.arange(total)
         fired = rng.random(total) < graph.p[edge]
-        keys = _sorted_unique(np.repeat(cascade, degree)[fired] * n + graph.dependent[edge[fired]])
+        keys = sorted_unique(np.repeat(cascade, degree)[fired] * n + graph.dependent[edge[fired]])
         for wave in waves:
             keys = keys[~_contains(wave, keys)]
         waves.append(keys)
@@ -88,11 +88,20 @@ def spread(
     return keys // n, keys % n
 
 
-def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+def sorted_unique(keys: np.ndarray) -> np.ndarray:
     """np.unique by sorting (numpy's hash-based unique is several times slower on the tens of
     millions of int64 keys a large batch has)."""
     keys = np.sort(keys)
     return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+
+
+def sorted_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_counts=True), by sorting (see sorted_unique)."""
+    keys = np.sort(keys)
+    if not len(keys):
+        return keys, np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return keys[starts], np.diff(np.r_[starts, len(keys)])
 
 
 def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:

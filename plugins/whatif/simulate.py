@@ -168,7 +168,7 @@ def _per_trigger(
     """Split a batch's cascade facts by trigger; the services each reached, most often first
     after the trigger itself."""
     n = np.int64(max(int(service.max(initial=0)) + 1, 1))
-    keys, counts = np.unique(batch_index * n + service, return_counts=True)
+    keys, counts = cascade.sorted_counts(batch_index * n + service)
     owner, reached = keys // n, keys % n
     bounds = np.searchsorted(owner, np.arange(len(triggers) + 1))
     result = []
@@ -425,13 +425,13 @@ def horizon_summary(horizons: Horizons, candidates: list[dict[str, Any]]) -> dic
     n = horizons.count
     modes = len(FAILURE_MODES)
     pair = horizons.service * modes + horizons.mode
-    # A scenario counts once per horizon: where a service failed more than once in a horizon
-    # (rare), its root failures in the same mode count once.
+    # A scenario counts once per horizon: where a service failed more than once in a horizon,
+    # its root failures in the same mode count once (sorting only those root failures).
     single = horizons.together == 1
     scenario = pair[single]
     if not single.all():
         several = np.flatnonzero(~single)
-        keys = np.unique(
+        keys = cascade.sorted_unique(
             (horizons.service[several] * n + horizons.horizon[several]) * modes
             + horizons.mode[several]
         )
