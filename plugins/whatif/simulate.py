@@ -297,7 +297,7 @@ class Horizons:
     horizon: np.ndarray  # per root failure
     service: np.ndarray
     mode: np.ndarray
-    facts: dict[str, np.ndarray]  # outcomes() per root failure
+    facts: dict[str, np.ndarray]  # per root failure: blast_radius, severity_index
     together: np.ndarray  # per root failure: how many its service had in that horizon
 
 
@@ -336,7 +336,7 @@ def simulate_horizons(
     pick = service * draws + rng.integers(0, draws, len(service))
     facts = {
         name: np.concatenate([getattr(c, name) for c in cascades])[pick]
-        for name in ("blast_radius", "severity_index", "impact")
+        for name in ("blast_radius", "severity_index")  # what the fleet summary uses
     }
     return Horizons(config.draws, horizon, service, mode, facts, together)
 
@@ -353,7 +353,10 @@ def _bernoulli_process(
     expected = trials * p
     budget = np.where(p > 0, np.ceil(expected + 6 * np.sqrt(expected) + 4), 0).astype(np.int64)
     owner = np.repeat(np.arange(len(p)), budget)
-    gaps = rng.geometric(p[owner]) if len(owner) else np.zeros(0, np.int64)
+    # Geometric gaps by inversion, 1 + floor(log U / log(1 - p)): one vectorised pass, where
+    # numpy's geometric() with a parameter per draw is several times slower.
+    log_q = np.log1p(-np.minimum(p, 1.0 - 1e-12))
+    gaps = 1 + np.floor(np.log(1.0 - rng.random(len(owner))) / log_q[owner]).astype(np.int64)
     total = np.r_[0, np.cumsum(gaps)]
     start = np.cumsum(budget) - budget  # where each service's gaps begin
     run = total[1:] - np.repeat(total[start], budget)  # 1-based trial of each success
@@ -368,7 +371,7 @@ def _bernoulli_process(
         service, trial = np.r_[service, more_s], np.r_[trial, more_t]
         order = np.lexsort((trial, service))
         service, trial = service[order], trial[order]
-    return service.astype(np.int64), trial.astype(np.int64)
+    return service.astype(np.int64, copy=False), trial.astype(np.int64, copy=False)
 
 
 def _bernoulli_process_from(
@@ -411,12 +414,17 @@ def _zero_truncated_negative_binomial(
 
 
 def _categorical(cdf: np.ndarray, row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One category per entry of `row`, drawn from that row's cumulative distribution `cdf`
-    (rows x categories), by one binary search in all rows laid end to end."""
+    """One category per entry of `row` (sorted), drawn from that row's cumulative
+    distribution `cdf` (rows x categories): a binary search in each row's own short cdf, for
+    the block of entries of that row."""
     width = cdf.shape[1]
-    flat = (cdf + np.arange(len(cdf))[:, None] * 2.0).ravel()  # rows 2 apart: no overlap
-    position = np.searchsorted(flat, row * 2.0 + rng.random(len(row)) * cdf[row, -1], "right")
-    return np.minimum(position - row * width, width - 1)
+    u = rng.random(len(row))
+    drawn = np.empty(len(row), dtype=np.int64)
+    bounds = np.searchsorted(row, np.arange(len(cdf) + 1))
+    for r in np.flatnonzero(np.diff(bounds)):
+        block = slice(bounds[r], bounds[r + 1])
+        drawn[block] = np.searchsorted(cdf[r], u[block] * cdf[r, -1], "right")
+    return np.minimum(drawn, width - 1)
 
 
 def horizon_summary(horizons: Horizons, candidates: list[dict[str, Any]]) -> dict[str, Any]:
