@@ -326,9 +326,7 @@ def simulate_horizons(
     service, horizon = _bernoulli_process(
         trigger_probability(shape, rate, total), config.draws, rng
     )
-    count = _zero_truncated_negative_binomial(
-        shape[service], rate[service] / (rate[service] + total[service]), rng
-    )
+    count = _zero_truncated_negative_binomial(shape, rate / (rate + total), rng, row=service)
     service, horizon, together = (np.repeat(v, count) for v in (service, horizon, count))
     mix = np.cumsum(multiplier / np.where(total > 0, total, 1.0)[:, None], axis=1)
     mode = _categorical(mix, service, rng)
@@ -392,23 +390,28 @@ def _bernoulli_process_from(
 
 
 def _zero_truncated_negative_binomial(
-    shape: np.ndarray, p: np.ndarray, rng: np.random.Generator
+    shape: np.ndarray, p: np.ndarray, rng: np.random.Generator, row: np.ndarray | None = None
 ) -> np.ndarray:
     """Counts >= 1 from NegBin(shape, p) conditioned on at least one, by inverse CDF with the
     pmf recurrence f(k+1) = f(k) (k + shape) / (k + 1) (1 - p): a few vectorised steps (most
-    counts are 1), instead of scipy's generic ppf."""
+    counts are 1), instead of scipy's generic ppf. With `row`, shape and p are per row (one
+    draw per entry of `row`): the powers are taken once per row, and only the draws that go
+    past 1 gather their row's parameters."""
+    row = np.arange(len(p)) if row is None else row
     none = p**shape
-    u = rng.random(len(p)) * (1.0 - none)  # the CDF position above P(0)
-    count = np.ones(len(p), dtype=np.int64)
-    pmf = shape * (1.0 - p) * none  # f(1)
-    cumulative = pmf.copy()
-    open_ = np.flatnonzero(u > cumulative)
+    first = shape * (1.0 - p) * none  # f(1)
+    u = rng.random(len(row)) * (1.0 - none)[row]  # the CDF position above P(0)
+    count = np.ones(len(row), dtype=np.int64)
+    open_ = np.flatnonzero(u > first[row])
+    mine = row[open_]
+    pmf = cumulative = first[mine]
     k = 1
     while len(open_) and k < 10_000:
-        pmf[open_] *= (k + shape[open_]) / (k + 1) * (1.0 - p[open_])
-        cumulative[open_] += pmf[open_]
+        pmf = pmf * ((k + shape[mine]) / (k + 1) * (1.0 - p[mine]))
+        cumulative = cumulative + pmf
         count[open_] += 1
-        open_ = open_[u[open_] > cumulative[open_]]
+        going = u[open_] > cumulative
+        open_, mine, pmf, cumulative = open_[going], mine[going], pmf[going], cumulative[going]
         k += 1
     return count
 
