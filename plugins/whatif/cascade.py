@@ -10,9 +10,12 @@ per-draw Python loop and no per-draw pass over every edge.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 from scipy import sparse
+
+from whatif.topology import Topology
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +40,21 @@ class Graph:
         start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return cls(start, dependent[order].astype(np.int64), p[order].astype(float))
 
-    def descendants(self, root: int) -> np.ndarray:
-        """Every service a failure of `root` can reach (root included)."""
-        matrix = sparse.csr_matrix(
+    @classmethod
+    def from_topology(cls, topology: Topology, p: np.ndarray) -> Graph:
+        """The topology's edges with propagation probabilities `p` (in the topology's edge
+        order)."""
+        return cls.from_edges(topology.edge_dependency, topology.edge_dependent, p, topology.size)
+
+    @functools.cached_property
+    def matrix(self) -> sparse.csr_matrix:
+        return sparse.csr_matrix(
             (np.ones(len(self.dependent)), self.dependent, self.start), shape=(self.size,) * 2
         )
+
+    def descendants(self, root: int) -> np.ndarray:
+        """Every service a failure of `root` can reach (root included)."""
+        matrix = self.matrix
         reached = np.zeros(self.size, dtype=bool)
         frontier = np.array([root])
         while len(frontier):

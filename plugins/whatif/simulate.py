@@ -142,9 +142,7 @@ def simulate_cascades(
     cascades conditioned on each trigger's root failure, in batches of triggers (all of a
     batch's cascades advance together, see whatif.cascade)."""
     arrays = model_arrays(model_doc, topology)
-    graph = cascade.Graph.from_edges(
-        topology.edge_dependency, topology.edge_dependent, arrays["edge_p"], topology.size
-    )
+    graph = cascade.Graph.from_topology(topology, arrays["edge_p"])
     per_batch = max(1, BATCH_CASCADES // draws)
     results: list[CascadeStats] = []
     for first in range(0, topology.size, per_batch):
@@ -606,12 +604,7 @@ def shared_infrastructure(
     and the number of dependents per service."""
     direct = np.bincount(topology.edge_dependency, minlength=topology.size)
     shortlist = np.argsort(-direct, kind="stable")[:SHARED_SHORTLIST]
-    graph = cascade.Graph.from_edges(
-        topology.edge_dependency,
-        topology.edge_dependent,
-        np.ones(len(topology.edge_dependency)),
-        topology.size,
-    )
+    graph = cascade.Graph.from_topology(topology, np.ones(len(topology.edge_dependency)))
     present = {
         t["service"] for c in chosen.values() for t in (c["trigger"], c.get("co_trigger")) if t
     }
@@ -690,9 +683,7 @@ def compound_scenario(
     if len(pool) < 2:
         return None
     arrays = model_arrays(model_doc, topology)
-    graph = cascade.Graph.from_edges(
-        topology.edge_dependency, topology.edge_dependent, arrays["edge_p"], topology.size
-    )
+    graph = cascade.Graph.from_topology(topology, arrays["edge_p"])
     index = topology.index
     best: dict[str, Any] | None = None
     draws = config.cascade_draws
