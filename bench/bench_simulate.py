@@ -44,6 +44,7 @@ Targets (from the issue): 100,000 horizons in <= 10 s, and >= 50x faster than th
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import gc
 import hashlib
@@ -90,9 +91,6 @@ HORIZON_PARTS = (
     "_impact_facts",
     "simulate_horizons",
     "model_arrays",
-    "_bernoulli_process",
-    "_zero_truncated_negative_binomial",
-    "_categorical",
     "horizon_summary",
 )
 STAGE_PARTS = (
@@ -418,11 +416,13 @@ def _engine_run(simulate, document, topology, config, rng) -> dict:
     candidates, candidates_s = _timed(
         lambda: simulate.candidate_scenarios(document, topology, config, rng=rng, cascades=bank)
     )
+    before_horizons = copy.deepcopy(rng)  # to draw the same horizons again, recorded
     horizons, simulate_s = _timed(
         lambda: simulate.simulate_horizons(document, topology, config, bank, rng)
     )
     summary, summary_s = _timed(lambda: simulate.horizon_summary(horizons, candidates))
     return {
+        "rng_before_horizons": before_horizons,
         "bank": bank,
         "horizons": horizons,
         "summary": summary,
@@ -433,11 +433,13 @@ def _engine_run(simulate, document, topology, config, rng) -> dict:
     }
 
 
-def _warm_up(simulate, document, topology) -> None:
+def _warm_up(simulate, document, topology) -> float:
     """Lazy imports and first-call costs, on 100 horizons and a bank of 100 cascades per
-    trigger."""
+    trigger; the seconds of its simulate_horizons call (numba's compile of the horizons loop,
+    or loading it from numba's cache, plus 100 horizons)."""
     config = _config(100, cascade_draws=100)
-    _engine_run(simulate, document, topology, config, np.random.default_rng(0))
+    run = _engine_run(simulate, document, topology, config, np.random.default_rng(0))
+    return run["simulate_horizons_s"]
 
 
 def child_horizons(folder: Path, draws: int) -> dict:
@@ -449,7 +451,7 @@ def child_horizons(folder: Path, draws: int) -> dict:
     from whatif import cascade, simulate
 
     topology, document = _read_inputs(folder)
-    _warm_up(simulate, document, topology)
+    first_call_s = _warm_up(simulate, document, topology)
     sections = Sections(
         [(simulate, name, name) for name in HORIZON_PARTS] + [(cascade, "spread", "cascade.spread")]
     )
@@ -462,21 +464,41 @@ def child_horizons(folder: Path, draws: int) -> dict:
     vm_hwm = common.vm_hwm_mib()
     horizons_s = run["simulate_horizons_s"] + run["horizon_summary_s"]
     horizons, bank = run["horizons"], run["bank"]
-
-    radius = horizons.facts["blast_radius"].astype(np.int64)
-    per_horizon = np.bincount(horizons.horizon, minlength=draws)
-    outages = np.bincount(horizons.horizon, weights=radius, minlength=draws)
+    # The same horizons again (same random streams), every root failure kept this time: what
+    # the baseline and the workload figures need, and a check that the totals are the same.
+    again, record_s = _timed(
+        lambda: simulate.simulate_horizons(
+            document, topology, config, bank, run["rng_before_horizons"], record=True
+        )
+    )
+    failures = again.root_failures
+    # And once more on one thread (the baseline's one core), timed apart.
+    cores = os.cpu_count
+    os.cpu_count = lambda: 1
+    try:
+        _, one_thread_s = _timed(
+            lambda: simulate.simulate_horizons(
+                document, topology, config, bank, copy.deepcopy(run["rng_before_horizons"])
+            )
+        )
+    finally:
+        os.cpu_count = cores
+    for name in ("roots", "hit", "worst", "frequency"):
+        if not np.array_equal(getattr(again, name), getattr(horizons, name)):
+            raise RuntimeError(f"the recorded horizons differ from the timed ones ({name})")
+    radius = np.concatenate([c.blast_radius for c in bank]).astype(np.int64)[failures["row"]]
+    per_horizon, outages = horizons.roots, horizons.hit
     bank_radius = [c.blast_radius.astype(np.float64) for c in bank]
     # The baseline's horizons: a seeded random permutation, its first SUBSET_HORIZONS.
     order = np.random.default_rng(SEED + 1).permutation(draws)[:SUBSET_HORIZONS]
     rank = np.full(draws, -1)
     rank[order] = np.arange(len(order))
-    position = rank[horizons.horizon]
+    position = rank[failures["horizon"]]
     chosen = np.flatnonzero(position >= 0)
     chosen = chosen[np.argsort(position[chosen], kind="stable")]
     np.savez(
         folder / "baseline_roots.npz",
-        service=horizons.service[chosen].astype(np.int32),
+        service=failures["service"][chosen].astype(np.int32),
         radius=radius[chosen].astype(np.int32),
         bounds=np.searchsorted(position[chosen], np.arange(len(order) + 1)),
         # per trigger: the bank's mean and variance of the blast radius and of (radius >= TAIL)
@@ -496,6 +518,10 @@ def child_horizons(folder: Path, draws: int) -> dict:
         "seconds": horizons_s,
         "simulate_horizons_s": run["simulate_horizons_s"],
         "horizon_summary_s": run["horizon_summary_s"],
+        "record_s": record_s,
+        "first_call_s": first_call_s,
+        "one_thread_s": one_thread_s,
+        "chunks": simulate.HORIZON_CHUNKS,
         "bank_s": run["bank_s"],
         "candidates_s": run["candidates_s"],
         "bank_plus_horizons_s": run["bank_s"] + horizons_s,
@@ -507,7 +533,7 @@ def child_horizons(folder: Path, draws: int) -> dict:
         "root_failures": len(radius),
         "roots_per_horizon_mean": float(per_horizon.mean()),
         "roots_per_horizon": _quantiles(per_horizon, (1, 50, 99)) | {"max": int(per_horizon.max())},
-        "together_share": float((horizons.together > 1).mean()),
+        "together_share": horizons.repeated / max(1, len(radius)),
         "radius_mean": float(radius.mean()),
         "radius": _quantiles(radius) | {"max": int(radius.max())},
         "cascading_share": float((radius > 1).mean()),
@@ -615,7 +641,7 @@ def child_stage(folder: Path, draws: int) -> dict:
     from whatif import simulate
 
     topology, document = _read_inputs(folder)
-    _warm_up(simulate, document, topology)
+    first_call_s = _warm_up(simulate, document, topology)
     sections = Sections([(simulate, name, name) for name in STAGE_PARTS])
     config = _config(draws)
     gc.collect()
@@ -633,6 +659,7 @@ def child_stage(folder: Path, draws: int) -> dict:
         "baseline_rss_mib": before,
         "sections": sections.as_list(),
         "scenarios": len(result["scenarios"]),
+        "first_call_s": first_call_s,
     }
 
 
@@ -801,11 +828,30 @@ def headline(horizons: dict, baseline: dict, stage: dict, draws: int) -> list[st
         f"| baseline extrapolated to {draws:,} horizons | "
         f"{cell(baseline, 'extrapolated_s', ',.0f')} s | |",
         speedup_row("speed-up: baseline / horizons (given the bank)", "seconds"),
+        f"| the same, `simulate_horizons` on one thread (the loop runs its "
+        f"{horizons.get('chunks', '?')} chunks of services on up to that many threads, one per "
+        f"core; the baseline uses one) | "
+        f"{cell(horizons, 'one_thread_s', '.2f')} s + "
+        f"{cell(horizons, 'horizon_summary_s', '.2f')} s: "
+        f"**{_one_thread_speedup(horizons, baseline)}** | |",
         speedup_row("speed-up: baseline / (bank + horizons)", "bank_plus_horizons_s"),
+        f"| first call of `simulate_horizons` in a process (100 horizons, warm-up, not counted "
+        f"above): numba compiles the loop (empty cache) / loads it from its cache | "
+        f"{cell(horizons, 'first_call_s', '.2f')} s / {cell(stage, 'first_call_s', '.2f')} s | |",
+        f"| the same horizons drawn again keeping every root failure (`record=True`, for the "
+        f"baseline and the workload below; not counted) | {cell(horizons, 'record_s', '.1f')} s "
+        f"| |",
         f"| whole stage: `simulate.simulate` ({draws:,} horizons, cascade_draws "
         f"{stage.get('cascade_draws', 'default')}) | **{cell(stage, 'seconds', '.1f')} s**; "
         f"peak RSS {cell(stage, 'peak_rss_mib', ',.0f')} MiB | |",
     ]
+
+
+def _one_thread_speedup(horizons: dict, baseline: dict) -> str:
+    if not (_ok(horizons) and _ok(baseline)):
+        return "n/a"
+    seconds = horizons["one_thread_s"] + horizons["horizon_summary_s"]
+    return f"{baseline['extrapolated_s'] / seconds:,.1f}x"
 
 
 def missed(horizons: dict, baseline: dict, profile: dict | None) -> list[str]:
@@ -1009,6 +1055,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     loads: dict[str, float] = {}
     with common.scratch_folder("whatif-bench-simulate-", args.keep) as folder:
+        # An empty numba cache: the horizons child's first call compiles the horizons loop
+        # as on a fresh install; the later children load it from this cache.
+        os.environ["NUMBA_CACHE_DIR"] = str(folder / "numba-cache")
         common.progress(f"[{args.services:,} services] generating the fleet and fitting ...")
         gen = common.run_child(__file__, "generate", folder, args.timeout, passed)
         if "edges" not in gen:

@@ -309,7 +309,7 @@ def test_simulated_horizons_match_the_exact_probabilities():
     rng = np.random.default_rng(3)
     cascades = simulate.simulate_cascades(doc, topology, config.cascade_draws, rng)
     candidates = simulate.candidate_scenarios(doc, topology, config, rng=rng, cascades=cascades)
-    horizons = simulate.simulate_horizons(doc, topology, config, cascades, rng)
+    horizons = simulate.simulate_horizons(doc, topology, config, cascades, rng, record=True)
     summary = simulate.horizon_summary(horizons, candidates)
     for candidate in candidates:
         p, simulated = candidate["probability"], candidate["probability_simulated"]
@@ -324,9 +324,35 @@ def test_simulated_horizons_match_the_exact_probabilities():
     assert summary["service_outages"]["mean"] > summary["root_failures"]["mean"]
     # Each root failure's outcome is one of its trigger's simulated cascades.
     db = topology.index["db"]
-    from_db = horizons.facts["blast_radius"][horizons.service == db]
+    failures = horizons.root_failures
+    bank = np.concatenate([c.blast_radius for c in cascades])
+    from_db = bank[failures["row"][failures["service"] == db]]
     assert from_db.mean() == pytest.approx(cascades[db].blast_radius.mean(), rel=0.05)
-    assert (np.diff(horizons.service) >= 0).all()  # grouped by service
+    # The recorded root failures add up to the totals the summary was made from.
+    assert len(failures["horizon"]) == horizons.roots.sum()
+    np.testing.assert_array_equal(
+        np.bincount(failures["horizon"], weights=bank[failures["row"]], minlength=40_000),
+        horizons.hit,
+    )
+    assert (failures["row"] // config.cascade_draws == failures["service"]).all()
+
+
+def test_the_horizons_are_the_same_for_a_seed_whatever_the_number_of_threads(monkeypatch):
+    edges = {("api", "web"): (2.0, 3.0), ("db", "api"): (2.0, 3.0), ("cache", "api"): (2.0, 3.0)}
+    doc = model_doc(CHAIN, edges, rates={"db": (3.0, 40.0), "web": (0.5, 100.0)})
+    topology, config = chain_topology(), RunConfig(draws=5_000, cascade_draws=100)
+    cascades = simulate.simulate_cascades(doc, topology, 100, np.random.default_rng(1))
+
+    def run() -> simulate.Horizons:
+        rng = np.random.default_rng(9)
+        return simulate.simulate_horizons(doc, topology, config, cascades, rng)
+
+    first = run()
+    monkeypatch.setattr(simulate.os, "cpu_count", lambda: 1)
+    again = run()
+    for name in ("roots", "hit", "worst", "frequency"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
+    assert first.repeated == again.repeated and first.roots.sum() > 0
 
 
 def test_impact_reports_traffic_share_and_error_budget_burn_where_the_topology_gives_them():
@@ -423,29 +449,49 @@ def test_the_compound_scenario_never_takes_the_report_past_its_size():
     assert len(chosen) == 5 and all(c["forced"] for c in chosen)
 
 
-def test_the_samplers_of_the_horizons_have_the_right_distributions():
-    rng = np.random.default_rng(17)
-    p = np.array([0.0, 0.002, 0.3, 0.999])
-    service, trial = simulate._bernoulli_process(p, 50_000, rng)
-    counts = np.bincount(service, minlength=4)
-    assert counts[0] == 0
-    for i in (1, 2, 3):  # Binomial(50,000, p) counts, distinct trials in range, in order
-        assert counts[i] == pytest.approx(50_000 * p[i], abs=5 * np.sqrt(50_000 * p[i]) + 1)
-        mine = trial[service == i]
-        assert (np.diff(mine) > 0).all() and mine.min() >= 0 and mine.max() < 50_000
-    shape, q = np.full(200_000, 1.5), np.full(200_000, 0.4)
-    count = simulate._zero_truncated_negative_binomial(shape, q, rng)
+def test_the_horizons_kernel_draws_the_right_distributions():
+    """Per service: horizons with a failure ~ Binomial(horizons, p_any); the count in such a
+    horizon ~ zero-truncated NB; modes ~ the service's mix; bank rows uniform in its block."""
     from scipy import stats as st
+    from whatif import kernels
 
+    horizons, bank_size = 50_000, 4
+    p_nb = np.array([0.5, 0.998, 0.7, 0.4])
+    shape = np.array([1.0, 2.0, 1.5, 1.5])
+    p_any = 1 - p_nb**shape
+    p_any[0] = 0.0  # a service that never fails
+    mix = np.array([[1, 0, 0], [0.5, 0.5, 0], [0.1, 0.2, 0.7], [0, 0, 1]], dtype=float)
+    blast = np.arange(4 * bank_size, dtype=np.int32)
+    severity = np.zeros(4 * bank_size, dtype=np.int8)
+    roots, hit, worst, frequency, repeated, log = kernels.horizons_chunk_recorded(
+        0, 4, p_any, shape, p_nb, np.cumsum(mix, axis=1), blast, severity, bank_size,
+        horizons, np.random.default_rng(17),
+    )  # fmt: skip
+    unrecorded = kernels.horizons_chunk(
+        0, 4, p_any, shape, p_nb, np.cumsum(mix, axis=1), blast, severity, bank_size,
+        horizons, np.random.default_rng(17),
+    )  # fmt: skip
+    for same, other in zip((roots, hit, worst, frequency, repeated), unrecorded, strict=False):
+        np.testing.assert_array_equal(same, other)  # keeping them changes no draw
+    assert len(unrecorded[-1]) == 0
+    h, s, m, row = log.T
+    assert roots.sum() == len(log) and (np.bincount(h, minlength=horizons) == roots).all()
+    assert (np.bincount(h, weights=blast[row], minlength=horizons) == hit).all()
+    pairs = np.unique(h * 4 + s)
+    for i in (1, 2, 3):  # Binomial(horizons, p) horizons with a failure, all in range
+        failed = (pairs % 4 == i).sum()
+        assert failed == pytest.approx(horizons * p_any[i], abs=5 * np.sqrt(horizons * p_any[i]))
+    assert not (s == 0).any() and h.min() >= 0 and h.max() < horizons
+    sizes = np.unique(h * 4 + s, return_counts=True)[1]  # root failures per (horizon, service)
+    mine = sizes[pairs % 4 == 3]
     truncated = st.nbinom.pmf(np.arange(1, 6), 1.5, 0.4) / (1 - st.nbinom.pmf(0, 1.5, 0.4))
-    observed = np.bincount(count, minlength=6)[1:6] / len(count)
-    np.testing.assert_allclose(observed, truncated, atol=0.004)
-    cdf = np.cumsum(np.array([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]]), axis=1)
-    rows = np.repeat([0, 1], 100_000)
-    drawn = simulate._categorical(cdf, rows, rng)
-    np.testing.assert_allclose(
-        np.bincount(drawn[:100_000], minlength=3) / 1e5, [0.5, 0.5, 0], atol=0.005
-    )
-    np.testing.assert_allclose(
-        np.bincount(drawn[100_000:], minlength=3) / 1e5, [0.1, 0.2, 0.7], atol=0.005
-    )
+    np.testing.assert_allclose(np.bincount(mine)[1:6] / len(mine), truncated, atol=0.01)
+    assert repeated == sizes[sizes > 1].sum() > 0
+    for i in (2, 3):
+        drawn = np.bincount(m[s == i], minlength=3) / (s == i).sum()
+        np.testing.assert_allclose(drawn, mix[i], atol=0.01)
+        picked = np.bincount(row[s == i] - i * bank_size, minlength=bank_size) / (s == i).sum()
+        assert picked.min() >= 0 and np.allclose(picked, 1 / bank_size, atol=0.01)
+    # A (service, mode) counts once per horizon, however often it failed in it.
+    assert frequency.sum() == len(np.unique((h * 4 + s) * 3 + m))
+    assert (worst[roots == 0] == kernels.NO_SEVERITY).all() and (worst[roots > 0] == 0).all()

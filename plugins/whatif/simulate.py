@@ -19,7 +19,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -288,15 +290,21 @@ def candidate_scenarios(
 
 @dataclasses.dataclass(frozen=True)
 class Horizons:
-    """Simulated horizons: every root failure of the fleet (service, mode, which horizon) and
-    what its cascade did."""
+    """Simulated horizons, folded into what the summary needs: per horizon, its root failures,
+    the services they hit and the worst severity; per (service, mode), the horizons in which
+    it failed. `root_failures` keeps every root failure only when asked for (checks and the
+    benchmark): horizon, service, mode and its row in the bank of cascades."""
 
     count: int
-    horizon: np.ndarray  # per root failure
-    service: np.ndarray
-    mode: np.ndarray
-    facts: dict[str, np.ndarray]  # per root failure: blast_radius, severity_index
-    together: np.ndarray  # per root failure: how many its service had in that horizon
+    roots: np.ndarray  # per horizon
+    hit: np.ndarray  # per horizon: sum of the root failures' blast radii
+    worst: np.ndarray  # per horizon: the worst severity index (kernels.NO_SEVERITY: none)
+    frequency: np.ndarray  # per (service, mode), service-major: horizons with a failure
+    repeated: int  # root failures that shared their service and horizon with another
+    root_failures: dict[str, np.ndarray] | None = None
+
+
+HORIZON_CHUNKS = 4  # fixed, so the result does not depend on the number of threads
 
 
 def simulate_horizons(
@@ -305,6 +313,7 @@ def simulate_horizons(
     config: RunConfig,
     cascades: list[CascadeStats],
     rng: np.random.Generator,
+    record: bool = False,
 ) -> Horizons:
     """`config.draws` horizons of the whole fleet: every service's root failures drawn from
     its posterior (the Poisson count integrated over the Gamma rate), their modes from its mix,
@@ -316,151 +325,75 @@ def simulate_horizons(
     binomial. A root failure's outcome is one of the `cascade_draws` cascades simulated for
     its trigger (`cascades`), picked uniformly: cascades depend only on their trigger, so this
     is a draw from the same distribution, without spreading the same cascade again for each
-    of the millions of root failures a large fleet has in 100,000 horizons."""
+    of the millions of root failures a large fleet has in 100,000 horizons. The loop is
+    compiled (whatif.kernels) and runs on fixed chunks of services, each with its own spawned
+    random stream, on up to as many threads as there are cores."""
+    from whatif import kernels  # numba: only the simulate stage pays for it
+
     arrays = model_arrays(model_doc, topology)
     multiplier = expected_failures(model_doc, config, arrays)
     total = multiplier.sum(axis=1)
-    shape, rate = arrays["shape"], arrays["rate"]
-    service, horizon = _bernoulli_process(
-        trigger_probability(shape, rate, total), config.draws, rng
+    shape, rate = arrays["shape"].astype(float), arrays["rate"].astype(float)
+    p_any = np.asarray(trigger_probability(shape, rate, total), dtype=float)
+    p_nb = rate / (rate + total)
+    mode_cdf = np.ascontiguousarray(
+        np.cumsum(multiplier / np.where(total > 0, total, 1.0)[:, None], axis=1)
     )
-    count = _zero_truncated_negative_binomial(shape, rate / (rate + total), rng, row=service)
-    service, horizon, together = (np.repeat(v, count) for v in (service, horizon, count))
-    mix = np.cumsum(multiplier / np.where(total > 0, total, 1.0)[:, None], axis=1)
-    mode = _categorical(mix, service, rng)
-    draws = config.cascade_draws
-    pick = service * draws + rng.integers(0, draws, len(service))
-    facts = {
-        name: np.concatenate([getattr(c, name) for c in cascades])[pick]
-        for name in ("blast_radius", "severity_index")  # what the fleet summary uses
-    }
-    return Horizons(config.draws, horizon, service, mode, facts, together)
+    blast = np.concatenate([c.blast_radius for c in cascades]).astype(np.int32)
+    severity = np.concatenate([c.severity_index for c in cascades]).astype(np.int8)
+    bounds = _balanced_bounds(p_any, HORIZON_CHUNKS)
+    streams = rng.spawn(HORIZON_CHUNKS)
+
+    kernel = kernels.horizons_chunk_recorded if record else kernels.horizons_chunk
+
+    def chunk(k: int) -> tuple:
+        return kernel(
+            int(bounds[k]), int(bounds[k + 1]), p_any, shape, p_nb, mode_cdf, blast,
+            severity, config.cascade_draws, config.draws, streams[k],
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=min(HORIZON_CHUNKS, os.cpu_count() or 1)) as pool:
+        parts = list(pool.map(chunk, range(HORIZON_CHUNKS)))
+    roots, hit, worst, frequency, repeated, log = zip(*parts, strict=True)
+    recorded = None
+    if record:
+        log = np.concatenate(log)
+        recorded = dict(zip(("horizon", "service", "mode", "row"), log.T, strict=True))
+    return Horizons(
+        config.draws,
+        sum(roots),
+        sum(hit),
+        np.minimum.reduce(worst),
+        sum(frequency),
+        int(sum(repeated)),
+        recorded,
+    )
 
 
-def _bernoulli_process(
-    probability: np.ndarray, trials: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each service i, the trials (horizons) that succeed with probability[i] each,
-    independently: (service, trial) pairs, by service then trial. The gaps between successes
-    are geometric, so only the successes are drawn: a budget of gaps six standard deviations
-    above the expected count per service, continued one by one in the rare case it falls
-    short."""
-    p = np.clip(probability, 0.0, 1.0)
-    expected = trials * p
-    budget = np.where(p > 0, np.ceil(expected + 6 * np.sqrt(expected) + 4), 0).astype(np.int64)
-    owner = np.repeat(np.arange(len(p)), budget)
-    # Geometric gaps by inversion, 1 + floor(log U / log(1 - p)): one vectorised pass, where
-    # numpy's geometric() with a parameter per draw is several times slower.
-    log_q = np.log1p(-np.minimum(p, 1.0 - 1e-12))
-    gaps = 1 + np.floor(np.log(1.0 - rng.random(len(owner))) / log_q[owner]).astype(np.int64)
-    total = np.r_[0, np.cumsum(gaps)]
-    start = np.cumsum(budget) - budget  # where each service's gaps begin
-    run = total[1:] - np.repeat(total[start], budget)  # 1-based trial of each success
-    inside = run <= trials
-    service, trial = owner[inside], run[inside] - 1
-    last = start + budget - 1
-    short = (budget > 0) & (run[np.maximum(last, 0)] <= trials) if len(run) else budget > 0
-    if short.any():  # rare: the continued successes go after the rest, so re-sort
-        more_s, more_t = _bernoulli_process_from(
-            p, np.where(short, run[last], 0), trials, short, rng
-        )
-        service, trial = np.r_[service, more_s], np.r_[trial, more_t]
-        order = np.lexsort((trial, service))
-        service, trial = service[order], trial[order]
-    return service.astype(np.int64, copy=False), trial.astype(np.int64, copy=False)
-
-
-def _bernoulli_process_from(
-    p: np.ndarray, start: np.ndarray, trials: int, which: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Continue the processes of the services `which` after trial `start` (1-based), one
-    success at a time (only for the rare service whose budget ran short)."""
-    services, found = [], []
-    for i in np.flatnonzero(which):
-        at = int(start[i])
-        while True:
-            at += int(rng.geometric(p[i]))
-            if at > trials:
-                break
-            services.append(i)
-            found.append(at - 1)
-    return np.array(services, dtype=np.int64), np.array(found, dtype=np.int64)
-
-
-def _zero_truncated_negative_binomial(
-    shape: np.ndarray, p: np.ndarray, rng: np.random.Generator, row: np.ndarray | None = None
-) -> np.ndarray:
-    """Counts >= 1 from NegBin(shape, p) conditioned on at least one, by inverse CDF with the
-    pmf recurrence f(k+1) = f(k) (k + shape) / (k + 1) (1 - p): a few vectorised steps (most
-    counts are 1), instead of scipy's generic ppf. With `row`, shape and p are per row (one
-    draw per entry of `row`): the powers are taken once per row, and only the draws that go
-    past 1 gather their row's parameters."""
-    row = np.arange(len(p)) if row is None else row
-    none = p**shape
-    first = shape * (1.0 - p) * none  # f(1)
-    u = rng.random(len(row)) * (1.0 - none)[row]  # the CDF position above P(0)
-    count = np.ones(len(row), dtype=np.int64)
-    open_ = np.flatnonzero(u > first[row])
-    mine = row[open_]
-    pmf = cumulative = first[mine]
-    k = 1
-    while len(open_) and k < 10_000:
-        pmf = pmf * ((k + shape[mine]) / (k + 1) * (1.0 - p[mine]))
-        cumulative = cumulative + pmf
-        count[open_] += 1
-        going = u[open_] > cumulative
-        open_, mine, pmf, cumulative = open_[going], mine[going], pmf[going], cumulative[going]
-        k += 1
-    return count
-
-
-def _categorical(cdf: np.ndarray, row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One category per entry of `row` (sorted), drawn from that row's cumulative
-    distribution `cdf` (rows x categories): a binary search in each row's own short cdf, for
-    the block of entries of that row."""
-    width = cdf.shape[1]
-    u = rng.random(len(row))
-    drawn = np.empty(len(row), dtype=np.int64)
-    bounds = np.searchsorted(row, np.arange(len(cdf) + 1))
-    for r in np.flatnonzero(np.diff(bounds)):
-        block = slice(bounds[r], bounds[r + 1])
-        drawn[block] = np.searchsorted(cdf[r], u[block] * cdf[r, -1], "right")
-    return np.minimum(drawn, width - 1)
+def _balanced_bounds(work: np.ndarray, chunks: int) -> np.ndarray:
+    """Boundaries of `chunks` contiguous ranges of services with about equal total work."""
+    cumulative = np.cumsum(work)
+    goal = cumulative[-1] * np.arange(1, chunks) / chunks if len(work) else []
+    inner = np.searchsorted(cumulative, goal) if len(work) else np.zeros(chunks - 1, int)
+    return np.r_[0, inner, len(work)]
 
 
 def horizon_summary(horizons: Horizons, candidates: list[dict[str, Any]]) -> dict[str, Any]:
     """What the simulated horizons say about the fleet as a whole, and each candidate's
     simulated frequency (set on the candidates as `probability_simulated`)."""
     n = horizons.count
-    modes = len(FAILURE_MODES)
-    pair = horizons.service * modes + horizons.mode
-    # A scenario counts once per horizon: where a service failed more than once in a horizon,
-    # its root failures in the same mode count once (sorting only those root failures).
-    single = horizons.together == 1
-    scenario = pair[single]
-    if not single.all():
-        several = np.flatnonzero(~single)
-        keys = cascade.sorted_unique(
-            (horizons.service[several] * n + horizons.horizon[several]) * modes
-            + horizons.mode[several]
-        )
-        scenario = np.r_[scenario, (keys // (n * modes)) * modes + keys % modes]
-    frequency = np.bincount(scenario, minlength=len(candidates)) / n
+    frequency = horizons.frequency / n
     for k, candidate in enumerate(candidates):
         candidate["probability_simulated"] = _round(float(frequency[k]))
-    roots = np.bincount(horizons.horizon, minlength=n)
-    hit = np.zeros(n)
-    any_at_least = {s: 0.0 for s in SEVERITIES}
-    if len(pair):
-        hit = np.bincount(horizons.horizon, weights=horizons.facts["blast_radius"], minlength=n)
-        severity = horizons.facts["severity_index"]
-        for k, name in enumerate(SEVERITIES):  # horizons with an incident this bad or worse
-            seen = np.bincount(horizons.horizon[severity <= k], minlength=n) > 0
-            any_at_least[name] = _round(float(seen.mean()))
+    any_at_least = {  # horizons with an incident this bad or worse
+        name: _round(float((horizons.worst <= k).mean())) for k, name in enumerate(SEVERITIES)
+    }
     return {
         "horizons": n,
-        "root_failures": _percentiles(roots.astype(float)) | {"mean": _round(roots.mean())},
-        "service_outages": _percentiles(hit) | {"mean": _round(hit.mean())},
+        "root_failures": _percentiles(horizons.roots.astype(float))
+        | {"mean": _round(horizons.roots.mean())},
+        "service_outages": _percentiles(horizons.hit.astype(float))
+        | {"mean": _round(horizons.hit.mean())},
         "probability_any": any_at_least,
     }
 
