@@ -29,6 +29,8 @@ $(AIRFLOW_HOME)/airflow.db: $(BIN)/.installed
 	@echo "creating the Airflow metadata database in $(AIRFLOW_HOME)"
 	@$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 \
 		|| { cat $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
+	@$(BIN)/airflow pools set whatif_llm $${WHATIF_LLM_POOL_SIZE:-4} \
+		"LLM calls of the what-if narration" >> $(AIRFLOW_HOME)/db-migrate.log 2>&1
 
 run: $(AIRFLOW_HOME)/airflow.db
 	@echo "running the DAG once: airflow dags test what_if_scenarios (log: $(AIRFLOW_HOME)/last-run.log)"

@@ -8,6 +8,7 @@ this file stays fast. Trigger it by hand with params for an event (e.g. Black Fr
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -20,6 +21,16 @@ from airflow.sdk import Param, dag, get_current_context, task
 PROJECT = Path(__file__).resolve().parents[1]
 DATA = PROJECT / "include" / "data"
 REPORTS_URL = os.environ.get("WHATIF_REPORTS_URL", (PROJECT / "reports").as_uri())
+LLM_CONN_ID = "whatif_llm"  # host = server URL, password = API key, extra: provider, model...
+LLM_POOL = "whatif_llm"  # bounds the LLM calls of all runs together (scripts/airflow-pools.sh)
+# Scenarios narrated at once within one run (read when the DAG file is parsed).
+LLM_CONCURRENCY = int(os.environ.get("WHATIF_LLM_MAX_CONCURRENCY", "4"))
+# What a mapped narrate task needs of the run's files (not the incidents or the model).
+NARRATE_FILES = (
+    "_stage/scenario_facts.json",
+    "_stage/narration_inputs.json",
+    "_stage/llm-breaker.json",
+)
 
 
 def _work_location(run_id: str) -> str:
@@ -28,32 +39,113 @@ def _work_location(run_id: str) -> str:
     folder in AIRFLOW_HOME. Only this location travels through XCom."""
     from whatif.publish import safe_run_id
 
+    return _in_work_storage(safe_run_id(run_id))
+
+
+def _in_work_storage(name: str) -> str:
+    """`name` under WHATIF_WORK_URL, else WHATIF_WORK_DIR, else AIRFLOW_HOME/whatif-work."""
     url = os.environ.get("WHATIF_WORK_URL")
     if url:
-        return f"{url.rstrip('/')}/{safe_run_id(run_id)}"
+        return f"{url.rstrip('/')}/{name}"
     base = (
         os.environ.get("WHATIF_WORK_DIR")
         or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "whatif-work"
     )
-    return str(Path(base) / safe_run_id(run_id))
+    return str(Path(base) / name)
 
 
-def _workspace(location: str, params: dict) -> Any:
+def _work_conn_id(params: dict) -> str | None:
+    return os.environ.get("WHATIF_WORK_CONN_ID") or params["storage_conn_id"] or None
+
+
+def _workspace(location: str, params: dict, only: tuple[str, ...] | None = None) -> Any:
     """The run's files as a local folder (a copy synchronised with object storage when the
     location is a URL; connection WHATIF_WORK_CONN_ID, else the storage connection)."""
     from whatif.workspace import workspace
 
-    conn_id = os.environ.get("WHATIF_WORK_CONN_ID") or params["storage_conn_id"] or None
-    return workspace(location, conn_id)
+    return workspace(location, _work_conn_id(params), only)
 
 
 def _run_config(params: dict) -> Any:
-    """The engine's RunConfig for this run; the history window ends at the interval end."""
+    """The engine's RunConfig for this run; the history window ends at the interval end.
+    The LLM settings are left out: only the narration tasks read them (_narration_config)."""
     from whatif.config import config_from_params
 
     context = get_current_context()
     as_of = context.get("data_interval_end") or context["dag_run"].run_after
-    return config_from_params(params, as_of)
+    return config_from_params({**params, "narrator": "template"}, as_of)
+
+
+def _narration_config(params: dict) -> Any:
+    """The RunConfig with the LLM settings of the connection `whatif_llm` (host: the server
+    URL; password: the API key; extra: provider, model, timeout, max_concurrency,
+    temperature); the params llm_url / llm_model override it. narrator=llm takes the
+    provider from the connection. The key is masked in every log from here on; without a
+    connection it may come from WHATIF_LLM_API_KEY."""
+    import dataclasses
+
+    from airflow.sdk.log import mask_secret
+
+    if params["narrator"] == "template":
+        return _run_config(params)
+    connection = _llm_connection()
+    extra = connection.extra_dejson if connection else {}
+    provider = params["narrator"]
+    if provider == "llm":
+        provider = extra.get("provider", "openai")
+    config = dataclasses.replace(_run_config(params), narrator=provider)
+    key = (connection.password if connection else None) or os.environ.get("WHATIF_LLM_API_KEY")
+    if key:
+        mask_secret(key)
+    llm = dataclasses.replace(
+        config.llm,
+        url=params["llm_url"] or (_connection_url(connection) if connection else None),
+        model=params["llm_model"] or extra.get("model"),
+        api_key=key or None,
+        timeout_s=float(extra.get("timeout", config.llm.timeout_s)),
+        temperature=float(extra.get("temperature", config.llm.temperature)),
+        max_concurrency=int(extra.get("max_concurrency", LLM_CONCURRENCY)),
+        cache=os.environ.get("WHATIF_LLM_CACHE_URL") or _default_llm_cache(),
+    )
+    if not (llm.url and llm.model):
+        from whatif.errors import UserError
+
+        raise UserError(
+            f"narrator {params['narrator']} needs the connection {LLM_CONN_ID} (host = the "
+            "server URL, extra.model) or the params llm_url and llm_model"
+        )
+    return dataclasses.replace(config, llm=llm)
+
+
+def _llm_connection() -> Any:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(LLM_CONN_ID)
+    except AirflowNotFoundException:  # not defined: the params / environment must do
+        return None
+
+
+def _connection_url(connection: Any) -> str | None:
+    """The server URL of a connection: its host as a full URL, or scheme://host:port."""
+    host = (connection.host or "").rstrip("/")
+    if not host:
+        return None
+    if "://" not in host:
+        scheme = connection.extra_dejson.get("scheme", "http")
+        host = f"{scheme}://{host}"
+    if connection.port and host.count(":") < 2:
+        scheme, rest = host.split("://", 1)
+        name, _, path = rest.partition("/")
+        host = f"{scheme}://{name}:{connection.port}" + (f"/{path}" if path else "")
+    return host
+
+
+def _default_llm_cache() -> str:
+    """Beside the runs' work folders: object storage when they are there, so that a retry
+    on another worker finds the answers too."""
+    return _in_work_storage("llm-cache")
 
 
 def _inputs(params: dict) -> Any:
@@ -218,11 +310,16 @@ def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
         "narrator": Param(
             "template",
             type="string",
-            enum=["template", "ollama", "openai"],
-            description="Who writes the prose",
+            enum=["template", "llm", "ollama", "openai"],
+            description="Who writes the prose: template (offline), llm (the provider of the "
+            "connection whatif_llm), ollama, or openai (any OpenAI-compatible server)",
         ),
-        "llm_url": Param("", type="string", description="LLM server URL"),
-        "llm_model": Param("", type="string", description="LLM model name"),
+        "llm_url": Param(
+            "", type="string", description="LLM server URL (empty: the connection's host)"
+        ),
+        "llm_model": Param(
+            "", type="string", description="LLM model (empty: the connection's extra.model)"
+        ),
         "publish_targets": Param(
             [REPORTS_URL],
             type="array",
@@ -273,11 +370,54 @@ def what_if_scenarios() -> None:
 
     @task
     @_user_errors_fail_fast
-    def narrate(location: str, params: dict | None = None) -> str:
-        from whatif import pipeline
+    def plan_narration(location: str, params: dict | None = None) -> list[str]:
+        """The scenarios to narrate, one mapped task each (ids only through XCom)."""
+        from whatif import narrate
 
-        with _workspace(location, params) as workdir:
-            pipeline.run_narration(workdir, _run_config(params))
+        _narration_config(params)  # a missing LLM connection fails here, once
+        with _workspace(location, params, only=NARRATE_FILES) as workdir:
+            narrate.reset(workdir)
+            return narrate.scenario_ids(workdir)
+
+    @task(
+        pool=LLM_POOL,
+        max_active_tis_per_dagrun=LLM_CONCURRENCY,
+        map_index_template="{{ scenario_id }}",
+    )
+    @_user_errors_fail_fast
+    def narrate_scenario(location: str, scenario_id: str, params: dict | None = None) -> str:
+        """One scenario's tabletop pack. LLM failures fall back to the template inside; the
+        task's own retries are for infrastructure (object storage, a lost worker). Answers are
+        cached, so a retry makes no call already made."""
+        from whatif import narrate
+
+        get_current_context()["scenario_id"] = scenario_id  # the mapped task's label in the UI
+        config = _narration_config(params)
+        with _workspace(location, params, only=NARRATE_FILES) as workdir:
+            client = narrate.make_client(
+                config,
+                breaker_state=str(narrate.stage_path(workdir, narrate.BREAKER_FILE)),
+                cache_conn_id=_work_conn_id(params),
+            )
+            narrate.narrate_scenario_file(workdir, scenario_id, config, client)
+        return scenario_id
+
+    @task
+    @_user_errors_fail_fast
+    def assemble_narration(location: str, narrated: list, params: dict | None = None) -> str:
+        """scenarios.json from the narrated scenarios, with the narration summed up."""
+        from whatif import narrate
+
+        only = (*NARRATE_FILES, "_stage/narrated/")
+        with _workspace(location, params, only=only) as workdir:
+            path = narrate.assemble(workdir, _narration_config(params))
+            summary = json.loads(path.read_text())["narration"]
+        print(
+            f"narration: {summary['llm_scenarios']} of {summary['scenarios']} scenarios by "
+            f"{summary['narrator']}, {summary['fallbacks']} fallbacks "
+            f"{summary['fallback_reasons']}, {summary['calls']} calls, {summary['cached']} "
+            f"cached, {summary['prompt_tokens']}+{summary['completion_tokens']} tokens"
+        )
         return location
 
     @task
@@ -304,8 +444,11 @@ def what_if_scenarios() -> None:
             print(f"report published: {where['run']}/report.html (latest: {where['latest']})")
         return published
 
-    location = extract()
-    publish(report(narrate(simulate(fit(validate(location))))))
+    simulated = simulate(fit(validate(extract())))
+    narrated = narrate_scenario.partial(location=simulated).expand(
+        scenario_id=plan_narration(simulated)
+    )
+    publish(report(assemble_narration(simulated, narrated)))
 
 
 what_if_scenarios()

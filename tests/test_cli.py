@@ -75,7 +75,8 @@ def test_run_writes_every_artifact(sample_out):
 def test_scenarios_json_meets_the_contract(sample_out):
     raw = json.loads((sample_out / "scenarios.json").read_text())
     doc = ScenariosDoc.model_validate(raw)
-    assert raw["schema_version"] == 1 and raw["seed"] == 42 and raw["horizon_days"] == 7
+    assert raw["schema_version"] == 2 and raw["seed"] == 42 and raw["horizon_days"] == 7
+    assert doc.narration.narrator == "template" and doc.narration.scenarios == 8
     topology = SAMPLE_TOPOLOGY.read_text().splitlines()
     services = {line.split(",")[0] for line in topology[1:]}
     assert doc.inputs["services"] == len(services)
@@ -387,3 +388,58 @@ def test_a_handler_left_on_a_closed_stream_does_not_break_logging(run_cli, tmp_p
         logging.getLogger().removeHandler(stale)
     assert code == 0
     assert "Logging error" not in err and "Traceback" not in err
+
+
+CANARY = "sk-canary-5d1e0c7b9a"
+
+
+def test_an_llm_narrates_through_the_cli_and_the_api_key_never_leaks(tmp_path):
+    """Configured by the environment alone (WHATIF_LLM_*), an LLM writes every scenario; the
+    key reaches the server and nothing else: not the artifacts, the cache, or the logs."""
+    from llm_servers import llm_server
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT / "plugins"),
+        "WHATIF_LLM_PROVIDER": "ollama",
+        "WHATIF_LLM_MODEL": "tiny",
+        "WHATIF_LLM_API_KEY": CANARY,
+        "WHATIF_LLM_CACHE": str(cache),
+    }
+    with llm_server() as server:
+        env["WHATIF_LLM_URL"] = server.url
+        first = subprocess.run(
+            [sys.executable, "-m", "whatif", "-v", "run", "--incidents", str(SAMPLE_INCIDENTS),
+             "--topology", str(SAMPLE_TOPOLOGY), "--out", str(out), "--as-of", SAMPLE_AS_OF,
+             "--draws", "500"],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert first.returncode == 0, first.stderr[-2000:]
+        calls = len(server.chat_requests())
+        again = subprocess.run(
+            [sys.executable, "-m", "whatif", "-v", "narrate", str(out), "--report"],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert len(server.chat_requests()) == calls == 8  # the re-run made no call
+        headers = {r["headers"].get("Authorization") for r in server.chat_requests()}
+    assert headers == {f"Bearer {CANARY}"}
+    doc = ScenariosDoc.model_validate_json((out / "scenarios.json").read_text())
+    assert doc.narration.narrator == "ollama:tiny" and doc.narration.llm_scenarios == 8
+    assert doc.narration.cached == 8 and doc.narration.calls == 0
+    assert "0 calls, 8 answers from the cache" in again.stdout
+    assert all(s.narrator == "ollama:tiny" for s in doc.scenarios)
+    assert "8 of 8 scenarios written by ollama:tiny" in (out / "report.md").read_text()
+    logs = first.stdout + first.stderr + again.stdout + again.stderr
+    assert "narrate" in logs and CANARY not in logs
+    written = [p for p in (*out.rglob("*"), *cache.rglob("*")) if p.is_file()]
+    assert len(written) > 20
+    assert not [p for p in written if CANARY.encode() in p.read_bytes()]
+
+
+def test_narrate_needs_a_run_folder_and_an_llm_needs_its_url(run_cli, tmp_path, sample_out):
+    code, _, err = run_cli("narrate", tmp_path)
+    assert code == 2 and "no scenario facts here" in err and "whatif run" in err
+    code, _, err = run_cli("narrate", sample_out, "--narrator", "openai", "--llm-url", "")
+    assert code == 2 and "needs --llm-url and --llm-model" in err

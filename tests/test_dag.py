@@ -81,6 +81,10 @@ def test_dag_imports_without_errors_and_is_set_up_for_weekly_runs(tmp_path):
             "owners": sorted({t.owner for t in dag.tasks}),
             "retries": sorted({t.retries for t in dag.tasks}),
             "params": sorted(dag.params.keys()),
+            "narrate": [
+                (t.pool, t.max_active_tis_per_dagrun) for t in dag.tasks
+                if t.task_id == "narrate_scenario"
+            ],
         }))
     """,
         airflow_env(tmp_path),
@@ -96,10 +100,14 @@ def test_dag_imports_without_errors_and_is_set_up_for_weekly_runs(tmp_path):
         "validate",
         "fit",
         "simulate",
-        "narrate",
+        "plan_narration",
+        "narrate_scenario",
+        "assemble_narration",
         "report",
         "publish",
     ]
+    # One mapped task per scenario, in the LLM pool, at most WHATIF_LLM_MAX_CONCURRENCY at once.
+    assert info["narrate"] == [["whatif_llm", 4]]
     assert info["owners"] == ["sre-platform"] and info["retries"] == [2]
     assert {
         "seed",
@@ -276,3 +284,55 @@ def test_dag_reads_an_incident_tool_export_through_a_mapping(airflow_home, tmp_p
     validation = json.loads((latest / "validation.json").read_text())
     assert validation["inputs"]["incidents"]["format"] == "mapping:pagerduty"
     assert validation["inputs"]["incidents"]["rows_used"] > 0
+
+
+CANARY = "sk-canary-0b8f2d4e6c"
+
+
+def test_each_scenario_is_narrated_by_a_mapped_task_through_the_llm_connection(
+    airflow_home, tmp_path
+):
+    """narrator=llm: the connection whatif_llm gives the server, the model and the key (its
+    password); one mapped task per scenario; the key never lands in a log, XCom, the work
+    files, the cache or the reports."""
+    from llm_servers import llm_server
+
+    with llm_server() as server:
+        connection = {
+            "conn_type": "http",
+            "host": f"{server.url}/v1",
+            "password": CANARY,
+            "extra": {"provider": "openai", "model": "tiny", "max_concurrency": 2},
+        }
+        out, latest = _run_dag(
+            airflow_home,
+            tmp_path,
+            {"narrator": "llm", "scenarios": 4},
+            AIRFLOW_CONN_WHATIF_LLM=json.dumps(connection),
+        )
+        headers = {r["headers"].get("Authorization") for r in server.chat_requests()}
+        calls = len(server.chat_requests())
+    assert "STATE success" in out
+    assert headers == {f"Bearer {CANARY}"} and calls == 4
+    doc = json.loads((latest / "scenarios.json").read_text())
+    assert [s["narrator"] for s in doc["scenarios"]] == ["openai:tiny"] * 4
+    assert doc["narration"]["calls"] == 4 and doc["narration"]["fallbacks"] == 0
+    mapped = run_python(
+        """
+        import json
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from airflow.models.dagrun import DagRun
+        with create_session() as session:
+            last = session.query(DagRun).order_by(DagRun.start_date.desc()).first()
+            rows = session.query(TaskInstance).filter_by(
+                task_id="narrate_scenario", run_id=last.run_id
+            ).all()
+            print("MAPPED", sorted((t.map_index, t.state, t.rendered_map_index) for t in rows))
+        """,
+        airflow_env(airflow_home),
+    )
+    assert (mapped.count("success") == 4 and "db--" in mapped) or "--" in mapped
+    written = [p for folder in (airflow_home, tmp_path) for p in folder.rglob("*") if p.is_file()]
+    leaked = [str(p) for p in written if CANARY.encode() in p.read_bytes()]
+    assert leaked == [] and out.count(CANARY) == 0

@@ -1,4 +1,6 @@
-"""The command line: `whatif run|validate|fit|simulate|publish`, calling the DAG's own stages.
+"""The command line: `whatif run|validate|fit|simulate|narrate|publish`, calling the DAG's own
+stages. The engine's heavier modules are imported by the commands that need them, so that
+`whatif narrate` (a few JSON files and HTTP calls) starts fast.
 
 Exit codes: 0 success, 2 user error (one line naming file, row and column), 1 internal error.
 """
@@ -15,8 +17,9 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from whatif import __version__, pipeline
+from whatif import __version__
 from whatif.config import (
     DEFAULT_CASCADE_DRAWS,
     DEFAULT_DRAWS,
@@ -33,6 +36,9 @@ from whatif.config import (
     parse_timestamp,
 )
 from whatif.errors import UserError
+
+if TYPE_CHECKING:
+    from whatif import pipeline
 
 log = logging.getLogger("whatif")
 PROJECT_DATA = Path(__file__).resolve().parents[2] / "include" / "data"
@@ -172,9 +178,44 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
         metavar="SERVICE[:MODE]",
         help="always include this scenario (repeatable)",
     )
-    parser.add_argument("--narrator", choices=NARRATORS, default="template")
-    parser.add_argument("--llm-url", default=os.environ.get("WHATIF_LLM_URL"), metavar="URL")
-    parser.add_argument("--llm-model", default=os.environ.get("WHATIF_LLM_MODEL"), metavar="NAME")
+    _add_narrator_options(parser)
+
+
+def _add_narrator_options(parser: argparse.ArgumentParser) -> None:
+    """Who writes the prose. The API key is read from WHATIF_LLM_API_KEY only (a flag would
+    leave it in the shell history and the process list)."""
+    env = os.environ.get
+    group = parser.add_argument_group("narration (the API key: WHATIF_LLM_API_KEY)")
+    group.add_argument(
+        "--narrator",
+        choices=NARRATORS,
+        default=env("WHATIF_LLM_PROVIDER") or "template",
+        help="template (offline), ollama, or openai (any OpenAI-compatible server: OpenAI, "
+        "Azure OpenAI, vLLM, llama.cpp, LM Studio); default $WHATIF_LLM_PROVIDER or template",
+    )
+    group.add_argument(
+        "--llm-url",
+        default=env("WHATIF_LLM_URL"),
+        metavar="URL",
+        help="server URL, e.g. http://127.0.0.1:11434 or https://api.openai.com/v1",
+    )
+    group.add_argument("--llm-model", default=env("WHATIF_LLM_MODEL"), metavar="NAME")
+    group.add_argument("--llm-timeout", type=float, default=60.0, metavar="SECONDS")
+    group.add_argument(
+        "--llm-max-concurrency", type=int, default=4, metavar="N", help="scenarios at once"
+    )
+    group.add_argument("--llm-temperature", type=float, default=0.0, metavar="T")
+    group.add_argument(
+        "--llm-retries", type=int, default=3, metavar="N", help="per call (timeouts, 429, 5xx)"
+    )
+    group.add_argument(
+        "--llm-cache",
+        default=env("WHATIF_LLM_CACHE") or str(Path("~/.cache/whatif/llm").expanduser()),
+        metavar="DIR|URL",
+        help="response cache: a folder or an object-storage URL (default $WHATIF_LLM_CACHE "
+        "or ~/.cache/whatif/llm); a re-run of the same prompts makes no call",
+    )
+    group.add_argument("--no-llm-cache", action="store_true", help="neither read nor write it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,6 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scenario_options(sim)
     sim.set_defaults(handler=cmd_simulate)
 
+    narr = commands.add_parser(
+        "narrate",
+        help="write the prose of a run's scenarios again (another narrator or model), "
+        "without simulating again",
+    )
+    narr.add_argument("dir", metavar="DIR", help="folder written by `whatif run`")
+    narr.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    narr.add_argument(
+        "--report", action="store_true", help="render report.html and report.md again too"
+    )
+    _add_narrator_options(narr)
+    narr.set_defaults(handler=cmd_narrate)
+
     load = commands.add_parser(
         "load-sample", help="create the SQL tables and load incidents and a topology into them"
     )
@@ -240,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def inputs_from_args(args: argparse.Namespace) -> pipeline.Inputs:
     """Where the data comes from, checked for the combinations that make sense."""
+    from whatif import pipeline
     from whatif.sources import redact, sqlalchemy_fetch
 
     sql_url = args.incidents_sql_url
@@ -276,10 +331,21 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         ),
         what_if=tuple(WhatIf.parse(text) for text in args.what_if),
         narrator=args.narrator,
-        llm=LLMSettings(
-            url=args.llm_url, model=args.llm_model, api_key=os.environ.get("WHATIF_LLM_API_KEY")
-        ),
+        llm=llm_settings(args),
         model=model_settings(args) if hasattr(args, "cascade_window_minutes") else ModelSettings(),
+    )
+
+
+def llm_settings(args: argparse.Namespace) -> LLMSettings:
+    return LLMSettings(
+        url=args.llm_url,
+        model=args.llm_model,
+        api_key=os.environ.get("WHATIF_LLM_API_KEY") or None,
+        timeout_s=args.llm_timeout,
+        temperature=args.llm_temperature,
+        max_concurrency=args.llm_max_concurrency,
+        retries=args.llm_retries,
+        cache=None if args.no_llm_cache else args.llm_cache,
     )
 
 
@@ -297,6 +363,8 @@ def _check_narrator(config: RunConfig) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from whatif import pipeline
+
     config = run_config(args)
     _check_narrator(config)
     out = Path(args.out)
@@ -313,6 +381,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def validated_inputs(args: argparse.Namespace) -> Iterator[tuple[Path, dict]]:
     """Extract and validate the inputs in a throw-away work folder: (folder, row counts)."""
+    from whatif import pipeline
+
     as_of = _as_of(args) or datetime.now(UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory(prefix="whatif-") as work:
         pipeline.extract(inputs_from_args(args), Path(work), as_of, args.history_days)
@@ -332,6 +402,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from whatif import pipeline
+
     with validated_inputs(args) as (work, _):
         Path(args.out).write_bytes(pipeline.fit(work, model_settings(args)).read_bytes())
     print(f"wrote {args.out}")
@@ -339,6 +411,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from whatif import pipeline
+
     config = run_config(args)
     _check_narrator(config)
     model_doc = pipeline.load_model(Path(args.model))
@@ -350,7 +424,51 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_narrate(args: argparse.Namespace) -> int:
+    """Narrate a run's scenarios again; the run's own settings (horizon, event, draws) come
+    from its scenarios.json, the narrator's from the flags."""
+    import json
+
+    from whatif import narrate
+
+    folder = Path(args.dir)
+    if not narrate.stage_path(folder, narrate.FACTS_FILE).exists():
+        raise UserError(
+            "no scenario facts here",
+            file=str(folder),
+            hint="narrate a folder written by `whatif run` (it keeps them in _stage/)",
+        )
+    previous = json.loads((folder / "scenarios.json").read_text(encoding="utf-8"))
+    event = previous.get("event")
+    config = RunConfig(
+        seed=args.seed,
+        scenarios=max(1, len(previous["scenarios"])),
+        horizon_days=previous["horizon_days"] if not event else DEFAULT_HORIZON_DAYS,
+        draws=previous["draws"],
+        event=build_event(event["name"], event["start"], event["end"], event["traffic_multiplier"])
+        if event
+        else None,
+        narrator=args.narrator,
+        llm=llm_settings(args),
+    )
+    _check_narrator(config)
+    written = narrate.narrate_all(folder, config)
+    summary = json.loads(written.read_text(encoding="utf-8"))["narration"]
+    print(
+        f"wrote {written}: {summary['scenarios']} scenarios, {summary['llm_scenarios']} by "
+        f"{summary['narrator']}, {summary['fallbacks']} fell back to the template; "
+        f"{summary['calls']} calls, {summary['cached']} answers from the cache"
+    )
+    if args.report:
+        from whatif import pipeline
+
+        pipeline.run_report(folder)
+        print(f"wrote {folder / 'report.html'} and report.md")
+    return 0
+
+
 def cmd_load_sample(args: argparse.Namespace) -> int:
+    from whatif import pipeline
     from whatif.sample_db import load_sample
     from whatif.sources import redact
 
@@ -371,6 +489,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
             file=str(source),
             hint="publish a folder written by `whatif run`",
         )
+    from whatif import pipeline
+
     run_id = args.run_id or datetime.now(UTC).strftime("cli__%Y-%m-%dT%H%M%SZ")
     where = pipeline.run_publish(source, args.to, datetime.now(UTC).date(), run_id)
     print(f"published to {where['run']} and {where['latest']}")

@@ -62,10 +62,28 @@ class WhatIf:
 
 @dataclasses.dataclass(frozen=True)
 class LLMSettings:
+    """How to reach the LLM (narrator ollama/openai). The API key comes only from the
+    environment or the Airflow connection, and is never shown (repr) or written."""
+
     url: str | None = None
     model: str | None = None
-    api_key: str | None = None
-    timeout_s: float = 60.0
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    timeout_s: float = 60.0  # per call
+    temperature: float = 0.0
+    max_concurrency: int = 4  # scenarios narrated at once
+    retries: int = 3  # per call, for timeouts, refused connections, 429 and 5xx
+    breaker_threshold: int = 3  # consecutive failed calls that stop the calling for the run
+    cache: str | None = None  # folder or object-storage URL of the response cache; None: off
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise UserError(f"--llm-timeout {self.timeout_s}: must be positive")
+        if not 1 <= self.max_concurrency <= 64:
+            raise UserError(f"--llm-max-concurrency {self.max_concurrency}: must be 1 to 64")
+        if not 0 <= self.temperature <= 2:
+            raise UserError(f"--llm-temperature {self.temperature}: must be 0 to 2")
+        if self.retries < 0 or self.breaker_threshold < 1:
+            raise UserError("LLM retries must be >= 0 and the breaker threshold >= 1")
 
 
 @dataclasses.dataclass(frozen=True)

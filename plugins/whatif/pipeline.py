@@ -222,37 +222,17 @@ def load_model(path: Path) -> ModelDoc:
 def run_simulation(
     workdir: Path, config: RunConfig, progress: simulate.Progress | None = None
 ) -> Path:
-    """Simulate and select the scenarios; write their facts (no prose yet)."""
-    _, topology = load_clean(workdir)
+    """Simulate and select the scenarios; write their facts (no prose yet) and what the
+    narrators may use besides (narrate.build_inputs), so that narrating needs neither the
+    incident table nor the model."""
+    incidents, topology = load_clean(workdir)
     model_doc = load_model(Path(workdir) / "model.json")
     result = simulate.simulate(model_doc, topology, config, progress)
-    return report.write_json(_stage(workdir) / "scenario_facts.json", result)
-
-
-def scenarios_document(
-    narrated: list[dict[str, Any]],
-    simulation: dict[str, Any],
-    model_doc: ModelDoc,
-    config: RunConfig,
-    as_of: datetime,
-) -> ScenariosDoc:
-    return ScenariosDoc.model_validate(
-        {
-            "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
-            "seed": config.seed,
-            "horizon_days": config.effective_horizon_days,
-            "draws": config.draws,
-            "simulation": simulation,
-            "as_of": as_of.isoformat(),
-            "event": config.event.as_dict() if config.event else None,
-            "inputs": {
-                "incidents": model_doc.inputs["incidents"],
-                "incident_rows": model_doc.inputs["incident_rows"],
-                "services": model_doc.inputs["services"],
-            },
-            "scenarios": narrated,
-        }
+    inputs = narrate.build_inputs(
+        result["scenarios"], topology, incidents, model_doc, config, _as_of(workdir)
     )
+    report.write_json(_stage(workdir) / narrate.INPUTS_FILE, inputs)
+    return report.write_json(_stage(workdir) / narrate.FACTS_FILE, result)
 
 
 def load_topology_only(path: str) -> Topology:
@@ -266,23 +246,20 @@ def load_topology_only(path: str) -> Topology:
 def simulate_document(
     model_doc: ModelDoc, topology: Topology, config: RunConfig, as_of: datetime, model_path: str
 ) -> ScenariosDoc:
-    """Simulate, select and narrate in one go, from a model.json and a topology."""
+    """Simulate, select and narrate in one go, from a model.json and a topology (no
+    incident history: the prompts get no similar past incidents)."""
     simulate.check_model_matches(model_doc, topology, model_path)
     result = simulate.simulate(model_doc, topology, config)
-    narrated = narrate.narrate(result["scenarios"], topology, config)
-    return scenarios_document(narrated, result["simulation"], model_doc, config, as_of)
+    inputs = narrate.build_inputs(result["scenarios"], topology, None, model_doc, config, as_of)
+    narrated = narrate.narrate(result["scenarios"], inputs, config)
+    return narrate.scenarios_document(
+        narrated, result["simulation"], model_doc.inputs, config, as_of
+    )
 
 
 def run_narration(workdir: Path, config: RunConfig) -> Path:
     """Write each scenario's prose; write scenarios.json (the contract)."""
-    _, topology = load_clean(workdir)
-    result = json.loads((_stage(workdir) / "scenario_facts.json").read_text())
-    narrated = narrate.narrate(result["scenarios"], topology, config)
-    model_doc = load_model(Path(workdir) / "model.json")
-    document = scenarios_document(
-        narrated, result["simulation"], model_doc, config, _as_of(workdir)
-    )
-    return report.write_json(Path(workdir) / "scenarios.json", document.model_dump())
+    return narrate.narrate_all(workdir, config)
 
 
 def run_report(workdir: Path) -> list[Path]:

@@ -175,6 +175,8 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     environment.filters["num"] = lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2g}"
     # An error budget burnt several times over reads better as a multiple than as 1514 %.
     environment.filters["budget"] = lambda v: f"{v * 100:.0f}%" if v < 1 else f"{v:.1f}×"
+    # A Markdown table cell: a "|" would end it and a line break the row.
+    environment.filters["cell"] = lambda text: " ".join(str(text).split()).replace("|", "\\|")
     return environment
 
 

@@ -6,11 +6,13 @@ is validated against them before it is written, and `docs/data-contract.md` docu
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # model.json
+SCENARIOS_SCHEMA_VERSION = 2  # scenarios.json: 2 since the narrative's richer tabletop pack
+NARRATIVE_SCHEMA_VERSION = 2  # what a narrator (LLM) answers; part of the LLM cache key
 
 # Canonical severity scale, most severe first.
 SEVERITIES: tuple[str, ...] = ("SEV1", "SEV2", "SEV3", "SEV4")
@@ -226,20 +228,46 @@ class ChecklistItem(_Strict):
     action: str
 
 
-class Narrative(_Strict):
-    """What a narrator writes for one scenario; the statistics are never its to change."""
+class Inject(_Strict):
+    """One step of the tabletop timeline, `minute` after the root failure."""
 
-    title: str
-    narrative: str
-    predicted_impact: str
-    mitigations: list[str] = Field(min_length=1)
+    minute: int = Field(ge=0, le=10_080)
+    event: str = Field(min_length=1)  # what happens
+    observed: str = Field(min_length=1)  # what responders see (alerts, dashboards, reports)
+
+
+class Mitigations(_Strict):
+    immediate: list[str] = Field(min_length=1)  # during the incident
+    short_term: list[str] = []  # the following days
+    long_term: list[str] = []  # engineering work that removes the risk
+
+
+class Narrative(_Strict):
+    """What a narrator writes for one scenario (schema NARRATIVE_SCHEMA_VERSION); the
+    statistics are never its to change."""
+
+    title: str = Field(min_length=10, max_length=300)
+    narrative: str = Field(min_length=1)
+    injects: list[Inject] = Field(min_length=1, max_length=20)
+    predicted_impact: str = Field(min_length=1)
+    detection_signals: list[str] = Field(min_length=1)
+    mitigations: Mitigations
     checklist: list[ChecklistItem] = Field(min_length=1)
+    facilitator_questions: list[str] = Field(min_length=1)
 
     @field_validator("title")
     @classmethod
     def _title_is_a_question(cls, value: str) -> str:
         if not value.startswith("What if"):
             raise ValueError("title must begin with 'What if'")
+        return value
+
+    @field_validator("injects")
+    @classmethod
+    def _injects_in_time_order(cls, value: list[Inject]) -> list[Inject]:
+        minutes = [inject.minute for inject in value]
+        if minutes != sorted(minutes):
+            raise ValueError("injects must be in time order (minute ascending)")
         return value
 
 
@@ -252,6 +280,35 @@ class Impact(_Strict):
     # Added within schema version 1 (optional, so earlier files still read):
     traffic_share: Percentiles | None = None  # largest traffic_weight hit; None: none given
     error_budget_burn: Percentiles | None = None  # of a 30-day SLO budget; None: no SLO given
+
+
+class NarrationStats(_Strict):
+    """How one scenario's prose was obtained (LLM narrators; the template needs no call)."""
+
+    narrator: str  # provider:model, or template
+    calls: int = Field(ge=0)  # HTTP calls made (retries included; 0 when all came from cache)
+    cached: int = Field(ge=0)  # answers taken from the cache
+    attempts: int = Field(ge=0)  # answers checked (1 + corrective retries)
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    latency_s: float = Field(ge=0)  # wall time of the calls made
+    fallback: str | None = None  # why the template wrote it, when it did
+
+
+class NarrationSummary(_Strict):
+    """The run's narration, summed over the scenarios."""
+
+    narrator: str
+    scenarios: int = Field(ge=0)
+    llm_scenarios: int = Field(ge=0)  # written by the LLM
+    fallbacks: int = Field(ge=0)
+    fallback_reasons: dict[str, int] = {}
+    calls: int = Field(ge=0)
+    cached: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    latency_s: float = Field(ge=0)
+    circuit_opened: bool = False
 
 
 class Scenario(Narrative):
@@ -269,6 +326,22 @@ class Scenario(Narrative):
     impact: Impact
     narrator: str
     probability_simulated: float | None = Field(default=None, ge=0, le=1)
+    narration: NarrationStats | None = None  # added in schema version 2
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_version_1(cls, data: Any) -> Any:
+        """A scenarios.json of schema version 1 had mitigations as one list and no injects,
+        detection signals or facilitator questions: read it as such."""
+        if isinstance(data, dict) and isinstance(data.get("mitigations"), list):
+            data = data | {
+                "mitigations": {"immediate": data["mitigations"] or ["(none given)"]},
+                "injects": data.get("injects")
+                or [{"minute": 0, "event": "(version 1 file)", "observed": "(not recorded)"}],
+                "detection_signals": data.get("detection_signals") or ["(not recorded)"],
+                "facilitator_questions": data.get("facilitator_questions") or ["(not recorded)"],
+            }
+        return data
 
 
 class EventInfo(_Strict):
@@ -289,7 +362,7 @@ class Simulation(_Strict):
 
 
 class ScenariosDoc(_Strict):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCENARIOS_SCHEMA_VERSION
     generated_at: str
     seed: int
     horizon_days: float
@@ -299,3 +372,4 @@ class ScenariosDoc(_Strict):
     event: EventInfo | None
     inputs: dict[str, int]
     scenarios: list[Scenario]
+    narration: NarrationSummary | None = None  # added in schema version 2

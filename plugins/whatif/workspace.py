@@ -22,9 +22,13 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def workspace(location: str, conn_id: str | None = None) -> Iterator[Path]:
+def workspace(
+    location: str, conn_id: str | None = None, only: tuple[str, ...] | None = None
+) -> Iterator[Path]:
     """A local folder with the run's files; changes are uploaded back when the block ends
-    without an error (a failed stage leaves storage as it was, so a retry starts clean)."""
+    without an error (a failed stage leaves storage as it was, so a retry starts clean).
+    `only`: the relative names (or folder prefixes ending in "/") a task needs, so that a
+    mapped task per scenario does not copy the whole run."""
     if not is_remote(location):
         folder = Path(location.removeprefix("file://")).expanduser()
         folder.mkdir(parents=True, exist_ok=True)
@@ -33,7 +37,7 @@ def workspace(location: str, conn_id: str | None = None) -> Iterator[Path]:
     remote = storage_path(location, conn_id)
     with tempfile.TemporaryDirectory(prefix="whatif-work-") as scratch:
         local = Path(scratch)
-        before = download(remote, local)
+        before = download(remote, local, only)
         yield local
         uploaded = upload(local, remote, before)
         log.info("work files: %d read from %s, %d written back", len(before), location, uploaded)
@@ -43,13 +47,18 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def download(remote: object, local: Path) -> dict[str, str]:
-    """Copy every file under `remote` into `local`; their digests, by relative path."""
+def download(remote: object, local: Path, only: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Copy the files under `remote` (those named in `only`, when given) into `local`; their
+    digests, by relative path."""
     digests = {}
     for path in remote.rglob("*"):  # type: ignore[attr-defined]
         if not path.is_file():
             continue
         name = relative_name(path, remote)
+        if only is not None and not any(
+            name == wanted or (wanted.endswith("/") and name.startswith(wanted)) for wanted in only
+        ):
+            continue
         target = local / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
