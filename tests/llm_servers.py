@@ -66,10 +66,12 @@ class LLMServer:
         responder: Responder = grounded_answer,
         latency: float = 0.0,
         json_schema_supported: bool = True,
+        unsupported_status: int = 400,
     ) -> None:
         self.responder = responder
         self.latency = latency
         self.json_schema_supported = json_schema_supported
+        self.unsupported_status = unsupported_status  # llama-cpp-python's server: 500
         self.script: deque[tuple] = deque()
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
@@ -139,7 +141,7 @@ class LLMServer:
                 fmt = body.get("response_format") or {}
                 if fmt.get("type") == "json_schema" and not server.json_schema_supported:
                     self._send(
-                        400,
+                        server.unsupported_status,
                         {"error": {"message": "response_format type json_schema unsupported"}},
                     )
                     return

@@ -54,10 +54,11 @@ def test_the_request_is_the_providers_own_and_carries_the_key_only_in_a_header(p
         assert body["temperature"] == 0.2 and body["seed"] == 7
 
 
-def test_a_server_without_json_schema_gets_json_object_with_the_schema_from_then_on():
-    with fixed_server(json_schema_supported=False) as server:
+@pytest.mark.parametrize("status", [400, 422, 500])  # 500: llama-cpp-python's server
+def test_a_server_without_json_schema_gets_json_object_with_the_schema_from_then_on(status):
+    with fixed_server(json_schema_supported=False, unsupported_status=status) as server:
         made, _ = client(server)
-        made.complete(MESSAGES, SCHEMA, 2)
+        assert made.complete(MESSAGES, SCHEMA, 2).calls == 2  # both requests counted
         made.complete([*MESSAGES, {"role": "user", "content": "again"}], SCHEMA, 2)
     formats = [r["body"]["response_format"] for r in server.requests]
     assert [f["type"] for f in formats] == ["json_schema", "json_object", "json_object"]

@@ -155,6 +155,7 @@ def test_failures_fall_back_to_the_template_and_say_why(world, script, reason):
         scenario = narrated_one(world, llm_config(server, timeout_s=0.5))
     assert scenario["narrator"].startswith(f"template (fallback: {reason}")
     assert scenario["narration"]["fallback"].startswith(reason)
+    assert scenario["narration"]["calls"] == len(server.chat_requests())  # failed ones too
     assert scenario["title"].startswith("What if")  # the template's pack, complete
     assert scenario["probability"] == world["scenarios"][0]["probability"]
 

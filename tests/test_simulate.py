@@ -465,11 +465,11 @@ def test_the_horizons_kernel_draws_the_right_distributions():
     severity = np.zeros(4 * bank_size, dtype=np.int8)
     roots, hit, worst, frequency, repeated, log = kernels.horizons_chunk_recorded(
         0, 4, p_any, shape, p_nb, np.cumsum(mix, axis=1), blast, severity, bank_size,
-        horizons, np.random.default_rng(17),
+        horizons, np.random.default_rng(17), np.random.default_rng(18),
     )  # fmt: skip
     unrecorded = kernels.horizons_chunk(
         0, 4, p_any, shape, p_nb, np.cumsum(mix, axis=1), blast, severity, bank_size,
-        horizons, np.random.default_rng(17),
+        horizons, np.random.default_rng(17), np.random.default_rng(18),
     )  # fmt: skip
     for same, other in zip((roots, hit, worst, frequency, repeated), unrecorded, strict=False):
         np.testing.assert_array_equal(same, other)  # keeping them changes no draw
@@ -492,6 +492,13 @@ def test_the_horizons_kernel_draws_the_right_distributions():
         np.testing.assert_allclose(drawn, mix[i], atol=0.01)
         picked = np.bincount(row[s == i] - i * bank_size, minlength=bank_size) / (s == i).sum()
         assert picked.min() >= 0 and np.allclose(picked, 1 / bank_size, atol=0.01)
+    # Horizons with several failures draw each one's mode; the single ones get a multinomial
+    # split: both follow the mix.
+    sizes_of = dict(zip(*np.unique(h * 4 + s, return_counts=True), strict=True))
+    several = np.array([sizes_of[k] > 1 for k in h * 4 + s])
+    mine = several & (s == 2)
+    np.testing.assert_allclose(np.bincount(m[mine], minlength=3) / mine.sum(), mix[2], atol=0.03)
     # A (service, mode) counts once per horizon, however often it failed in it.
-    assert frequency.sum() == len(np.unique((h * 4 + s) * 3 + m))
+    pairs_seen = np.unique((h * 4 + s) * 3 + m) % 12  # service * 3 + mode
+    np.testing.assert_array_equal(frequency, np.bincount(pairs_seen, minlength=12))
     assert (worst[roots == 0] == kernels.NO_SEVERITY).all() and (worst[roots > 0] == 0).all()

@@ -40,11 +40,14 @@ RETRY_AFTER_STATUS = {429, 503}
 
 
 class LLMError(Exception):
-    """A call that failed for good (after its retries); `reason` is short and safe to show."""
+    """A call that failed for good (after its retries); `reason` is short and safe to show;
+    `calls` and `latency_s` say what the failed attempts cost."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, calls: int = 0, latency_s: float = 0.0) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.calls = calls
+        self.latency_s = latency_s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,25 +198,29 @@ class ChatClient:
             )  # fmt: skip
         if self.breaker.is_open:
             raise LLMError("circuit open")
-        began, calls = time.perf_counter(), 0
+        began, posted = time.perf_counter(), self._posts()
         for attempt in range(self.retry.retries + 1):
-            calls += 1
             try:
                 content, usage = self._call(messages, schema)
             except _Transient as problem:
                 wait = self._backoff(attempt, problem.retry_after)
                 if attempt == self.retry.retries or wait is None:
                     self.breaker.failure(problem.reason)
-                    raise LLMError(problem.reason) from None
+                    raise LLMError(
+                        problem.reason, self._posts() - posted, time.perf_counter() - began
+                    ) from None
                 log.info("%s: %s; retrying in %.1f s", self.name, problem.reason, wait)
                 self.sleep(wait)
                 continue
             except LLMError as error:
                 self.breaker.failure(error.reason)
-                raise
+                raise LLMError(
+                    error.reason, self._posts() - posted, time.perf_counter() - began
+                ) from None
             self.breaker.success()
             completion = Completion(
-                content, usage[0], usage[1], time.perf_counter() - began, calls
+                content, usage[0], usage[1], time.perf_counter() - began,
+                self._posts() - posted,
             )  # fmt: skip
             self.cache.put(
                 key,
@@ -229,6 +236,10 @@ class ChatClient:
         return random.uniform(0.0, min(self.retry.cap_s, self.retry.base_s * 2**attempt))
 
     # ------------------------------------------------------------------ the HTTP call
+
+    def _posts(self) -> int:
+        """HTTP requests this thread has sent (what a completion's `calls` counts)."""
+        return getattr(self._local, "posts", 0)
 
     def _session(self) -> Any:
         import requests
@@ -293,6 +304,7 @@ class ChatClient:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
             headers["api-key"] = self.api_key  # Azure OpenAI's header
+        self._local.posts = self._posts() + 1
         try:
             response = self._session().post(
                 url, json=body, headers=headers, timeout=(min(10.0, self.timeout_s), self.timeout_s)
@@ -302,13 +314,14 @@ class ChatClient:
         except requests.ConnectionError:
             raise _Transient(f"cannot connect to {_origin(url)}") from None
         status = response.status_code
+        # llama.cpp's server (llama-cpp-python) answers json_schema with a 500 naming it.
+        if status in (400, 422, 500) and _unsupported_format(response.text, body):
+            raise _Unsupported()
         if status in TRANSIENT_STATUS:
             after = _retry_after(response.headers.get("Retry-After"))
             raise _Transient(
                 f"HTTP {status}", retry_after=after if status in RETRY_AFTER_STATUS else None
             )
-        if status in (400, 422) and _unsupported_format(response.text, body):
-            raise _Unsupported()
         if status in (401, 403):
             raise LLMError(f"HTTP {status}: the server refused the credentials (check the API key)")
         if status == 404:

@@ -893,6 +893,8 @@ class LLMNarrator:
                 answer = self.client.complete(messages, self.schema, NARRATIVE_SCHEMA_VERSION)
             except LLMError as error:
                 reason = error.reason
+                stats["calls"] += error.calls
+                stats["latency_s"] = round(stats["latency_s"] + error.latency_s, 3)
                 break
             stats["attempts"] += 1
             stats["calls"] += answer.calls

@@ -342,7 +342,7 @@ def simulate_horizons(
     blast = np.concatenate([c.blast_radius for c in cascades]).astype(np.int32)
     severity = np.concatenate([c.severity_index for c in cascades]).astype(np.int8)
     bounds = _balanced_bounds(p_any, HORIZON_CHUNKS)
-    streams = rng.spawn(HORIZON_CHUNKS)
+    streams = rng.spawn(2 * HORIZON_CHUNKS)  # per chunk: the draws, and the record's shuffle
 
     kernel = kernels.horizons_chunk_recorded if record else kernels.horizons_chunk
 
@@ -350,6 +350,7 @@ def simulate_horizons(
         return kernel(
             int(bounds[k]), int(bounds[k + 1]), p_any, shape, p_nb, mode_cdf, blast,
             severity, config.cascade_draws, config.draws, streams[k],
+            streams[HORIZON_CHUNKS + k],
         )  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=min(HORIZON_CHUNKS, os.cpu_count() or 1)) as pool:
