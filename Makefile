@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := False
 export WHATIF_REPORTS_URL ?= file://$(CURDIR)/reports
 
-.PHONY: venv run test test-llm lint freeze services clean
+.PHONY: venv run test test-llm lint freeze services chromium screenshot clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,10 @@ run: $(AIRFLOW_HOME)/airflow.db
 services:
 	@scripts/ensure-services.sh
 
-test: venv services
+chromium:
+	@scripts/ensure-chromium.sh
+
+test: venv services chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Optional real-model test (not part of `make test`): llama.cpp's server + a small GGUF model.
@@ -55,6 +58,11 @@ $(BIN)/.installed-llm: requirements-llm.txt $(BIN)/.installed
 
 test-llm: venv $(BIN)/.installed-llm
 	$(BIN)/python -m pytest -p no:cacheprovider -m llm tests/test_llm_real.py -v $(PYTEST_ARGS)
+
+# The README's picture of the HTML report (docs/example/report.html, written by a sample run).
+screenshot: chromium
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2400 \
+		--screenshot=docs/example/report.png file://$(CURDIR)/docs/example/report.html
 
 lint: venv
 	$(BIN)/ruff check .

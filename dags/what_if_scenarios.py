@@ -17,12 +17,13 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
+from whatif_assets import PROJECT, REPORT_ASSET, REPORTS_URL
 
-PROJECT = Path(__file__).resolve().parents[1]
 DATA = PROJECT / "include" / "data"
-REPORTS_URL = os.environ.get("WHATIF_REPORTS_URL", (PROJECT / "reports").as_uri())
+REPORTS_CONN_ID = "whatif_reports"  # object storage of the reports (s3:// and the like)
+CONFLUENCE_CONN_ID = "whatif_confluence"  # host = base URL, login, password = token, extra.space
 LLM_CONN_ID = "whatif_llm"  # host = server URL, password = API key, extra: provider, model...
-LLM_POOL = "whatif_llm"  # bounds the LLM calls of all runs together (scripts/airflow-pools.sh)
+LLM_POOL = "whatif_llm"  # bounds the LLM calls of all runs together (make run, compose init)
 # Scenarios narrated at once within one run (read when the DAG file is parsed).
 LLM_CONCURRENCY = int(os.environ.get("WHATIF_LLM_MAX_CONCURRENCY", "4"))
 # What a mapped narrate task needs of the run's files (not the incidents or the model).
@@ -146,6 +147,58 @@ def _default_llm_cache() -> str:
     """Beside the runs' work folders: object storage when they are there, so that a retry
     on another worker finds the answers too."""
     return _in_work_storage("llm-cache")
+
+
+def _reports_conn_id(target: str) -> str | None:
+    """whatif_reports for a remote target when that connection exists (else the usual AWS_*
+    environment or instance credentials)."""
+    from whatif.sources import is_remote
+
+    if not is_remote(target):
+        return None
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(REPORTS_CONN_ID)
+    except AirflowNotFoundException:
+        return None
+    return REPORTS_CONN_ID
+
+
+def _confluence_target() -> Any:
+    """The page target of the connection whatif_confluence: host = base URL, login = user
+    (Cloud: the account's e-mail; empty for a Data Center personal access token), password =
+    API token or PAT (masked), extra = {"space": KEY, "parent_id": ID, "cloud": bool}."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.sdk.log import mask_secret
+    from whatif.confluence import ConfluenceTarget
+    from whatif.errors import UserError
+
+    try:
+        connection = BaseHook.get_connection(CONFLUENCE_CONN_ID)
+    except AirflowNotFoundException:
+        raise UserError(
+            f'publish_targets names "confluence" but the connection {CONFLUENCE_CONN_ID} is '
+            "not defined (host = base URL, password = API token, extra.space = space key)"
+        ) from None
+    extra = connection.extra_dejson
+    if connection.password:
+        mask_secret(connection.password)
+    if not (connection.host and extra.get("space") and connection.password):
+        raise UserError(
+            f"the connection {CONFLUENCE_CONN_ID} needs host (the base URL), password (the "
+            "token) and extra.space (the space key)"
+        )
+    return ConfluenceTarget(
+        url=_connection_url(connection) or "",
+        space=str(extra["space"]),
+        parent_id=str(extra["parent_id"]) if extra.get("parent_id") else None,
+        user=connection.login or None,
+        token=connection.password,
+        cloud=extra.get("cloud"),
+    )
 
 
 def _inputs(params: dict) -> Any:
@@ -324,7 +377,8 @@ def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
             [REPORTS_URL],
             type="array",
             items={"type": "string"},
-            description="Object storage URLs to publish the report to",
+            description="Where to publish: object-storage URLs (file://, s3://...; connection "
+            'whatif_reports for remote ones) and/or "confluence" (connection whatif_confluence)',
         ),
     },
 )
@@ -429,19 +483,35 @@ def what_if_scenarios() -> None:
             pipeline.run_report(workdir)
         return location
 
-    @task
+    @task(outlets=[REPORT_ASSET])
     @_user_errors_fail_fast
-    def publish(location: str, params: dict | None = None, run_id: str | None = None) -> list:
+    def publish(
+        location: str,
+        params: dict | None = None,
+        run_id: str | None = None,
+        outlet_events: Any = None,
+    ) -> dict:
+        """Every target of publish_targets: object-storage URLs (connection whatif_reports
+        for remote ones, when defined), and "confluence" for the page of the connection
+        whatif_confluence. Then the Asset event, whose extra says where everything went."""
         from whatif import pipeline
 
         as_of = _run_config(params).effective_as_of
+        published: dict[str, Any] = {"run_id": run_id, "targets": [], "confluence": None}
         with _workspace(location, params) as workdir:
-            published = [
-                pipeline.run_publish(workdir, target, as_of.date(), run_id)
-                for target in params["publish_targets"]
-            ]
-        for where in published:
-            print(f"report published: {where['run']}/report.html (latest: {where['latest']})")
+            for target in params["publish_targets"]:
+                if target == "confluence":
+                    page = pipeline.run_confluence(workdir, _confluence_target())
+                    published["confluence"] = page["url"]
+                    print(f"report published: Confluence page {page['url']} (v{page['version']})")
+                    continue
+                where = pipeline.run_publish(
+                    workdir, target, as_of.date(), run_id, _reports_conn_id(target)
+                )
+                published["targets"].append(where)
+                print(f"report published: {where['run']}/report.html (latest: {where['latest']})")
+            published["top"] = pipeline.top_scenarios(workdir)
+        outlet_events[REPORT_ASSET].extra = published
         return published
 
     simulated = simulate(fit(validate(extract())))

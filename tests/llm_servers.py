@@ -16,8 +16,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback import JSONHandler, LoopbackServer
 
 Responder = Callable[[dict[str, Any]], str]
 
@@ -55,11 +57,6 @@ def grounded_answer(document: dict[str, Any]) -> str:
     return json.dumps(pack)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the default 5 refuses a burst of concurrent clients
-
-
 class LLMServer:
     def __init__(
         self,
@@ -77,7 +74,7 @@ class LLMServer:
         self.in_flight = 0
         self.most_in_flight = 0
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), self._handler())
+        self._server = LoopbackServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -102,10 +99,7 @@ class LLMServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
+        class Handler(JSONHandler):
             def do_GET(self) -> None:
                 self._send(200, {"object": "list", "data": [{"id": "test-model"}]})
 
@@ -177,18 +171,6 @@ class LLMServer:
                     ],
                     "usage": {"prompt_tokens": 120, "completion_tokens": 80, "total_tokens": 200},
                 }
-
-            def _send(self, code: int, payload: Any, headers: dict | None = None) -> None:
-                self._send_bytes(code, json.dumps(payload).encode(), headers)
-
-            def _send_bytes(self, code: int, data: bytes, headers: dict | None = None) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
 
         return Handler
 

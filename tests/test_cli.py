@@ -443,3 +443,59 @@ def test_narrate_needs_a_run_folder_and_an_llm_needs_its_url(run_cli, tmp_path, 
     assert code == 2 and "no scenario facts here" in err and "whatif run" in err
     code, _, err = run_cli("narrate", sample_out, "--narrator", "openai", "--llm-url", "")
     assert code == 2 and "needs --llm-url and --llm-model" in err
+
+
+def test_publish_to_confluence_creates_the_page_then_updates_it(run_cli, sample_out, monkeypatch):
+    from confluence_server import confluence_server
+
+    with confluence_server() as server:
+        monkeypatch.setenv("WHATIF_CONFLUENCE_USER", server.user)
+        monkeypatch.setenv("WHATIF_CONFLUENCE_TOKEN", server.token)
+        parent = server.spaces["OPS"]["homepage_id"]
+        args = ["publish", sample_out, "--confluence", server.url, "--space", "OPS"]
+        code, out, err = run_cli(*args, "--parent-id", parent)
+        assert code == 0, err
+        assert "Confluence page created" in out
+        code, again, err = run_cli(*args, "--parent-id", parent)
+        assert code == 0 and "updated to version 2" in again, err
+        doc = json.loads((sample_out / "scenarios.json").read_text())
+        title = f"What-if scenarios – {doc['as_of'][:10]}"
+        assert [p["version"] for p in server.pages_titled(title)] == [2]
+        page = server.page(title)
+        assert page["parent_id"] == parent and doc["scenarios"][0]["title"] in page["body"]
+        plots = sorted(p.name for p in (sample_out / "plots").glob("*.svg"))
+        assert sorted(server.attachments_of(page["id"])) == plots
+    assert server.token not in out + again + err
+    monkeypatch.setenv("WHATIF_CONFLUENCE_TOKEN", "")
+    code, _, err = run_cli(*args)
+    assert code == 2 and "WHATIF_CONFLUENCE_TOKEN" in err
+
+
+def test_run_and_publish_send_the_report_to_s3_given_its_endpoint(
+    run_cli, sample_out, s3_server, monkeypatch, tmp_path
+):
+    """--endpoint-url (MinIO and the like) with the usual AWS_* credentials."""
+    import boto3
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # restored after the test
+    client = boto3.client("s3", endpoint_url=s3_server)
+    client.create_bucket(Bucket="reports-cli")
+    code, out, err = run_cli(
+        "publish", sample_out, "--to", "s3://reports-cli/whatif", "--to", tmp_path / "local",
+        "--endpoint-url", s3_server, "--run-id", "weekly-1",
+    )  # fmt: skip
+    assert code == 0, err
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="reports-cli")["Contents"]}
+    assert "whatif/latest/report.html" in keys and "whatif/latest/manifest.json" in keys
+    assert any(k.endswith("/weekly-1/scenarios.json") for k in keys)
+    assert any(k.startswith("whatif/latest/tabletop/") for k in keys)
+    assert (tmp_path / "local" / "latest" / "report.html").exists()
+    assert out.count("published to") == 2
+    code, _, err = run_cli("publish", sample_out)
+    assert code == 2 and "--to URL and/or --confluence" in err

@@ -232,8 +232,10 @@ def test_dag_reads_object_storage_through_the_storage_connection(airflow_home, s
         {
             "incidents": "s3://data/exports/incidents.csv",
             "topology": "s3://data/exports/topology.csv",
+            "publish_targets": [(tmp_path / "reports").as_uri(), "s3://data/published"],
         },
         AIRFLOW_CONN_WHATIF_DATA=json.dumps(connection),
+        AIRFLOW_CONN_WHATIF_REPORTS=json.dumps(connection),
         WHATIF_WORK_URL="s3://data/whatif-work",
     )
     assert "STATE success" in out
@@ -258,6 +260,15 @@ def test_dag_reads_object_storage_through_the_storage_connection(airflow_home, s
     model = client.get_object(Bucket="data", Key=f"{prefix}/model.json")["Body"].read()
     assert model == (latest / "model.json").read_bytes()
     assert not (tmp_path / "work").exists()  # nothing went through the local work folder
+    # Published to S3 too, through the connection whatif_reports: the same files as the
+    # local target, the manifest last.
+    published = {
+        o["Key"] for o in client.list_objects_v2(Bucket="data", Prefix="published/")["Contents"]
+    }
+    local = {p.relative_to(latest).as_posix() for p in latest.rglob("*") if p.is_file()}
+    assert {k.removeprefix("published/latest/") for k in published if "/latest/" in k} == local
+    manifest = client.get_object(Bucket="data", Key="published/latest/manifest.json")["Body"]
+    assert json.loads(manifest.read())["files"].keys() == local - {"manifest.json"}
 
 
 def test_dag_reads_sql_through_the_database_connection(airflow_home, loaded_database, tmp_path):
@@ -336,3 +347,101 @@ def test_each_scenario_is_narrated_by_a_mapped_task_through_the_llm_connection(
     written = [p for folder in (airflow_home, tmp_path) for p in folder.rglob("*") if p.is_file()]
     leaked = [str(p) for p in written if CANARY.encode() in p.read_bytes()]
     assert leaked == [] and out.count(CANARY) == 0
+
+
+def test_the_published_report_is_an_asset_event_that_the_chat_consumer_posts(
+    airflow_home, tmp_path
+):
+    """publish writes the folder target and the Confluence page of the connection
+    whatif_confluence, then emits the Asset event (its extra: where the report went, the top
+    scenarios); what_if_report_to_chat, scheduled on that Asset, posts them to the
+    whatif_chat webhook. The Confluence token stays out of every file and log."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from confluence_server import ConfluenceServer
+
+    posted: list[dict] = []
+
+    class Webhook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    wiki = ConfluenceServer().start()
+    reports = tmp_path / "reports"
+    env = airflow_env(
+        airflow_home,
+        WHATIF_WORK_DIR=str(tmp_path / "work"),
+        WHATIF_REPORTS_URL=reports.as_uri(),
+        AIRFLOW_CONN_WHATIF_CHAT=json.dumps(
+            {"conn_type": "http", "host": f"http://127.0.0.1:{server.server_port}/hook"}
+        ),
+        AIRFLOW_CONN_WHATIF_CONFLUENCE=json.dumps(
+            {
+                "conn_type": "http",
+                "host": wiki.url,
+                "login": wiki.user,
+                "password": wiki.token,
+                "extra": {"space": "OPS"},
+            }
+        ),
+    )
+    try:
+        out = run_python(
+            """
+            import json, sys
+            from airflow.dag_processing.dagbag import DagBag
+            bag = DagBag(dag_folder=sys.argv[1])
+            main = bag.dags["what_if_scenarios"].test(run_conf=json.loads(sys.argv[2]))
+            print("MAIN", main.state)
+            from airflow.models.asset import AssetEvent
+            from airflow.utils.session import create_session
+            with create_session() as session:
+                event = session.query(AssetEvent).order_by(AssetEvent.id.desc()).first()
+                print("EXTRA", json.dumps(event.extra))
+            consumer = bag.dags["what_if_report_to_chat"]
+            print("ON_ASSET", repr(consumer.timetable.asset_condition))
+            run = consumer.test()
+            print("CONSUMER", run.state)
+            """,
+            env,
+            str(DAGS),
+            json.dumps(
+                {
+                    "draws": 200,
+                    "scenarios": 3,
+                    "publish_targets": [reports.as_uri(), "confluence"],
+                }
+            ),
+            timeout=600,
+        )
+    finally:
+        server.shutdown()
+        wiki.stop()
+    assert "MAIN success" in out and "CONSUMER success" in out
+    assert "what_if_report" in out.split("ON_ASSET", 1)[1].splitlines()[0]
+    extra = json.loads(out.split("EXTRA ", 1)[1].splitlines()[0])
+    assert extra["targets"][0]["latest"].endswith("/latest") and len(extra["top"]) == 3
+    assert len(posted) == 1
+    text = posted[0]["text"]
+    assert (
+        extra["top"][0]["title"] in text and f"{extra['targets'][0]['latest']}/report.html" in text
+    )
+    assert extra["confluence"].startswith(wiki.url) and f"Confluence: {extra['confluence']}" in text
+    pages = [p for p in wiki.pages.values() if p["title"].startswith("What-if scenarios – ")]
+    assert len(pages) == 1 and extra["top"][0]["title"] in pages[0]["body"]
+    written = [p for folder in (airflow_home, tmp_path) for p in folder.rglob("*") if p.is_file()]
+    assert not [p for p in written if wiki.token.encode() in p.read_bytes()]
+    assert wiki.token not in out
+    latest = reports / "latest"
+    assert (latest / "manifest.json").exists()
+    assert sorted(p.name for p in (latest / "tabletop").iterdir()) == sorted(
+        f"{s['id']}.md" for s in extra["top"]
+    )

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
-from conftest import INCIDENTS_CSV, TOPOLOGY_CSV, write
+import numpy as np
+import pytest
+from conftest import (
+    INCIDENTS_CSV,
+    SAMPLE_AS_OF,
+    SAMPLE_INCIDENTS,
+    SAMPLE_TOPOLOGY,
+    TOPOLOGY_CSV,
+    write,
+)
 from whatif import pipeline, report
 from whatif.config import ModelSettings, RunConfig, WhatIf
 
@@ -25,15 +37,13 @@ def test_html_escapes_every_piece_of_data(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert html.count("<script") == 0
     assert json.loads((out / "scenarios.json").read_text())["scenarios"]
-
-
-def test_risk_matrix_is_deterministic_svg():
-    scenarios = [
-        {"probability": 0.2, "severity": "SEV2", "impact": {"impact_score": 3.0}},
-        {"probability": 0.01, "severity": "SEV1", "impact": {"impact_score": 30.0}},
-    ]
-    first = report.risk_matrix_svg(scenarios)
-    assert first.startswith("<svg") and first == report.risk_matrix_svg(scenarios)
+    # The Markdown outputs too: Markdown renderers pass raw HTML through.
+    pages = [out / "report.md", *(out / "checklists").iterdir(), *(out / "tabletop").iterdir()]
+    assert len(pages) > 4
+    for page in pages:
+        assert "<script" not in page.read_text(), page
+    checklist = out / "checklists" / "script_alert_1_script.md"  # the team's own file name
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in checklist.read_text()
 
 
 def test_mermaid_cascade_draws_failure_flow_among_affected_services():
@@ -100,3 +110,52 @@ def test_the_model_card_shows_the_backtest_and_says_when_it_was_not_run(tmp_path
     assert "| **baseline: one global rate** | -0.6 |" in markdown
     assert "**On this history one global rate predicted better.**" in markdown
     assert 'id="model-card"' in html and "<strong>baseline: one global rate</strong>" in html
+
+
+CHROMIUM = next(
+    (
+        shutil.which(name)
+        for name in ("chromium", "chromium-browser", "google-chrome")
+        if shutil.which(name)
+    ),
+    None,
+)
+
+
+@pytest.fixture(scope="module")
+def sample_report(tmp_path_factory) -> Path:
+    from whatif.cli import main
+
+    out = tmp_path_factory.mktemp("report")
+    assert main(
+        ["run", "--incidents", str(SAMPLE_INCIDENTS), "--topology", str(SAMPLE_TOPOLOGY),
+         "--out", str(out), "--as-of", SAMPLE_AS_OF, "--draws", "500"]
+    ) == 0  # fmt: skip
+    return out / "report.html"
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed (make test installs it from Debian's packages as root)",
+)
+@pytest.mark.parametrize("width", [1280, 390], ids=["desktop", "phone"])
+def test_the_html_report_renders_in_headless_chromium(sample_report, tmp_path, width):
+    """The self-contained report, opened from disk by a real browser at desktop and phone
+    widths: it paints text and the risk matrix's colours (the inline SVG), nothing blank."""
+    import matplotlib.image
+
+    png = tmp_path / f"report-{width}.png"
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         f"--window-size={width},1600", f"--screenshot={png}", sample_report.as_uri()],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and png.exists(), done.stderr[-2000:]
+    pixels = matplotlib.image.imread(png)[..., :3]
+    assert pixels.shape[:2] == (1600, width)
+    ink = (pixels.mean(axis=2) < 0.5).mean()
+    assert 0.005 < ink < 0.6  # text was drawn, and the page is not one dark block
+    vermillion = np.array([0xD5, 0x5E, 0x00]) / 255  # SEV1 in the risk matrix
+    blue = np.array([0x00, 0x72, 0xB2]) / 255  # SEV3
+    near = [(np.abs(pixels - c).max(axis=2) < 0.08).sum() for c in (vermillion, blue)]
+    assert max(near) > 20, near  # the inline SVG was painted

@@ -6,7 +6,9 @@ number of root incidents of every service in [o, o + H); then the origin moves o
 prediction is scored by the log predictive probability of what happened (higher is better)
 and by whether it fell inside the central 90 % predictive interval. Two baselines get the
 same data: one global rate for every service, and each service's own maximum-likelihood rate
-(both Poisson). The result goes into model.json under "backtest" and into the report.
+(both Poisson). Each model's calibration is recorded too: for nominal central-interval levels,
+the share of outcomes inside that model's central predictive interval (`calibration`). The
+result goes into model.json under "backtest" and into the report.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ LABELS = {
     "per_service_ml": "per-service maximum likelihood",
 }
 MIN_TRAIN_DAYS = 90.0
+# Nominal levels of the central predictive intervals whose coverage `calibration` reports.
+CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def origins(window_days: float, settings: ModelSettings) -> list[float]:
@@ -76,6 +80,7 @@ def run(
     scores = {name: np.concatenate([p[name] for p in parts]) for name in MODELS}
     observed = np.concatenate([p["observed"] for p in parts])
     summary = {name: _summarise(*scores[name].T, observed) for name in MODELS}
+    pit = {name: np.concatenate([p["pit"][name] for p in parts]) for name in MODELS}
     winner = max(MODELS, key=lambda name: (summary[name]["log_score"], name == "hierarchical"))
     comparison = {
         name: _difference(scores["hierarchical"][:, 0], scores[name][:, 0]) for name in MODELS[1:]
@@ -92,6 +97,7 @@ def run(
         "winner": winner,
         "comparison": comparison,
         "verdict": _verdict(winner, comparison, horizon),
+        "calibration": {name: calibration(*pit[name].T) for name in MODELS},
     }
 
 
@@ -105,7 +111,8 @@ def _fold(
     half_life_days: float | None,
 ) -> dict[str, np.ndarray]:
     """Predictions of one origin for the services that existed at it: per model, rows of
-    (log score, covered, predicted mean, zero-probability outcome)."""
+    (log score, covered, predicted mean, zero-probability outcome); under "pit", per model,
+    rows of the outcome's predictive CDF range (F(y - 1), F(y)) for `calibration`."""
     low = max(0.0, origin - history_days)
     counts, exposure = model.weighted_counts(t, svc, begins, (low, origin), half_life_days)
     observed, _ = model.weighted_counts(t, svc, begins, (origin, origin + horizon), None)
@@ -113,7 +120,8 @@ def _fold(
     n, big_t, y = counts[scored], exposure[scored], observed[scored]
     if not scored.any():
         empty = np.zeros((0, 4))
-        return {name: empty for name in MODELS} | {"observed": y, "services": y}
+        pit = {name: np.zeros((0, 2)) for name in MODELS}
+        return {name: empty for name in MODELS} | {"observed": y, "services": y, "pit": pit}
     alpha, beta = model.fit_gamma_prior(n, big_t)
     shape, p = alpha + n, (beta + big_t) / (beta + big_t + horizon)
     hierarchical = _rows(
@@ -131,7 +139,60 @@ def _fold(
         "per_service_ml": _poisson_rows(ml_mean, y),
         "observed": y,
         "services": np.flatnonzero(scored),
+        "pit": {
+            "hierarchical": nbinom_pit(shape, p, y),
+            "global_rate": poisson_pit(global_mean, y),
+            "per_service_ml": poisson_pit(ml_mean, y),
+        },
     }
+
+
+def poisson_pit(mean: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rows (F(y - 1), F(y)) of Poisson(mean) forecasts; a mean of 0 is a point mass at 0."""
+    mean = np.maximum(np.asarray(mean, dtype=float), 1e-300)
+    y = np.asarray(y, dtype=float)
+    return np.column_stack([stats.poisson.cdf(y - 1, mean), stats.poisson.cdf(y, mean)])
+
+
+def nbinom_pit(shape: np.ndarray, p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rows (F(y - 1), F(y)) of NegBin(shape, p) forecasts (scipy's parametrisation)."""
+    y = np.asarray(y, dtype=float)
+    return np.column_stack([stats.nbinom.cdf(y - 1, shape, p), stats.nbinom.cdf(y, shape, p)])
+
+
+def calibration(
+    below: np.ndarray, upto: np.ndarray, levels: tuple[float, ...] = CALIBRATION_LEVELS
+) -> list[dict[str, float]]:
+    """Nominal against observed coverage of the central predictive intervals.
+
+    `below` = F(y - 1) and `upto` = F(y) are each outcome's predictive CDF just below and at
+    what happened. The method is the randomised PIT, u = F(y - 1) + V (F(y) - F(y - 1)) with
+    V ~ Uniform(0, 1), averaged over V analytically instead of drawn (so: no random numbers,
+    no seed): an outcome counts as the share of its PIT range [F(y - 1), F(y)] that lies
+    inside the central interval [(1 - c) / 2, (1 + c) / 2] of level c. For a forecast that is
+    the true distribution, the observed share is c in expectation, at every level and however
+    small the counts (a plain "is y inside [q_low, q_high]" over-covers discrete counts, as
+    `coverage_90` does). An outcome of predictive probability 0 has an empty range, a point
+    (F(y - 1) = F(y)): it counts 1 when the point lies inside the interval, else 0.
+    Observed below nominal: over-confident forecasts (intervals too narrow or off-centre);
+    above: under-confident ones.
+    """
+    below = np.asarray(below, dtype=float)
+    upto = np.asarray(upto, dtype=float)
+    width = upto - below
+    points = []
+    for level in levels:
+        low, high = (1 - level) / 2, (1 + level) / 2
+        overlap = np.clip(np.minimum(upto, high) - np.maximum(below, low), 0.0, None)
+        point = (low <= below) & (below <= high)
+        share = np.where(width > 0, overlap / np.where(width > 0, width, 1.0), point)
+        points.append(
+            {
+                "nominal": level,
+                "observed": model._round(float(share.mean())) if len(share) else 0.0,
+            }
+        )
+    return points
 
 
 def _poisson_rows(mean: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from whatif import __version__
 from whatif.config import (
@@ -218,6 +218,34 @@ def _add_narrator_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-llm-cache", action="store_true", help="neither read nor write it")
 
 
+def _add_publish_options(
+    parser: argparse.ArgumentParser, space: str, parent: str, short: bool
+) -> None:
+    """S3 endpoint and Confluence page options, shared by `run` and `publish` (`publish`
+    also takes the short --space / --parent-id)."""
+    parser.add_argument(
+        "--endpoint-url",
+        default=os.environ.get("AWS_ENDPOINT_URL"),
+        metavar="URL",
+        help="S3-compatible endpoint (MinIO, Ceph...; default $AWS_ENDPOINT_URL)",
+    )
+    group = parser.add_argument_group(
+        "Confluence (credentials: WHATIF_CONFLUENCE_USER and WHATIF_CONFLUENCE_TOKEN)"
+    )
+    group.add_argument(
+        "--confluence",
+        metavar="URL",
+        help="Confluence base URL: https://example.atlassian.net/wiki (Cloud) or "
+        "https://confluence.example.com (Data Center); one page per run, updated on re-runs",
+    )
+    names = (space, "--space") if short else (space,)
+    group.add_argument(*names, dest="confluence_space", metavar="KEY", help="space key")
+    names = (parent, "--parent-id") if short else (parent,)
+    group.add_argument(
+        *names, dest="confluence_parent_id", metavar="ID", help="parent page id (optional)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="whatif",
@@ -236,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, metavar="DIR", help="folder for the artifacts")
     _add_model_options(run)
     _add_scenario_options(run)
+    run.add_argument(
+        "--publish-to",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also publish the run there (repeatable), as `whatif publish --to`",
+    )
+    _add_publish_options(run, "--confluence-space", "--confluence-parent-id", short=False)
     run.set_defaults(handler=cmd_run)
 
     check = commands.add_parser("validate", help="validate the inputs only")
@@ -279,15 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--topology", default=str(PROJECT_DATA / "topology.csv"), metavar="PATH")
     load.set_defaults(handler=cmd_load_sample)
 
-    pub = commands.add_parser("publish", help="copy a run's artifacts to object storage")
+    pub = commands.add_parser(
+        "publish", help="copy a run's artifacts to object storage and/or a Confluence page"
+    )
     pub.add_argument("dir", metavar="DIR", help="folder written by `whatif run`")
     pub.add_argument(
         "--to",
-        required=True,
+        action="append",
+        default=[],
         metavar="URL",
-        help="a local folder or any ObjectStoragePath URL (file://, s3://...)",
+        help="a local folder or any ObjectStoragePath URL (file://, s3://...; repeatable); S3 "
+        "credentials from the usual AWS_* environment variables",
     )
     pub.add_argument("--run-id", default=None, help="run folder name (default: a timestamp)")
+    _add_publish_options(pub, "--confluence-space", "--confluence-parent-id", short=True)
     pub.set_defaults(handler=cmd_publish)
     return parser
 
@@ -369,13 +410,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_narrator(config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    confluence = confluence_target(args)  # checked before the long steps
     with terminal_progress("simulating cascades") as progress:
         pipeline.run_all(inputs_from_args(args), out, config, progress)
     print(
         f"wrote {out / 'report.html'}, report.md, scenarios.json, model.json and "
         f"validation.json to {out}"
     )
+    publish_run(out, args.publish_to, confluence, args)
     return 0
+
+
+def confluence_target(args: argparse.Namespace) -> Any:
+    """The Confluence page target of --confluence, with its credentials from the
+    environment (never a flag: it would stay in the shell history); None without it."""
+    if not args.confluence:
+        if args.confluence_space or args.confluence_parent_id:
+            raise UserError("--confluence-space / --confluence-parent-id need --confluence URL")
+        return None
+    if not args.confluence_space:
+        raise UserError("--confluence needs the space key: --confluence-space KEY")
+    token = os.environ.get("WHATIF_CONFLUENCE_TOKEN")
+    if not token:
+        raise UserError(
+            "--confluence needs an API token in WHATIF_CONFLUENCE_TOKEN "
+            "(and the user in WHATIF_CONFLUENCE_USER; without a user the token is sent as a "
+            "Data Center personal access token)"
+        )
+    from whatif.confluence import ConfluenceTarget
+
+    return ConfluenceTarget(
+        url=args.confluence,
+        space=args.confluence_space,
+        parent_id=args.confluence_parent_id,
+        user=os.environ.get("WHATIF_CONFLUENCE_USER") or None,
+        token=token,
+    )
+
+
+def publish_run(
+    source: Path, targets: list[str], confluence: Any, args: argparse.Namespace
+) -> None:
+    """Publish a run folder to the object-storage targets and the Confluence page."""
+    from whatif import pipeline
+
+    if args.endpoint_url:  # read by boto/s3fs for every S3 client
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    run_id = getattr(args, "run_id", None) or datetime.now(UTC).strftime("cli__%Y-%m-%dT%H%M%SZ")
+    for target in targets:
+        where = pipeline.run_publish(source, target, datetime.now(UTC).date(), run_id)
+        print(f"published to {where['run']} and {where['latest']}")
+    if confluence is not None:
+        page = pipeline.run_confluence(source, confluence)
+        action = "created" if page["created"] else f"updated to version {page['version']}"
+        print(f"Confluence page {action}: {page['url']}")
 
 
 @contextlib.contextmanager
@@ -489,11 +577,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
             file=str(source),
             hint="publish a folder written by `whatif run`",
         )
-    from whatif import pipeline
-
-    run_id = args.run_id or datetime.now(UTC).strftime("cli__%Y-%m-%dT%H%M%SZ")
-    where = pipeline.run_publish(source, args.to, datetime.now(UTC).date(), run_id)
-    print(f"published to {where['run']} and {where['latest']}")
+    confluence = confluence_target(args)
+    if not args.to and confluence is None:
+        raise UserError("say where to publish: --to URL and/or --confluence URL --space KEY")
+    publish_run(source, args.to, confluence, args)
     return 0
 
 

@@ -67,6 +67,13 @@ class RetryPolicy:
     cap_s: float = 30.0
     max_retry_after_s: float = 120.0  # a longer Retry-After gives up instead of waiting
 
+    def wait(self, attempt: int, retry_after: float | None) -> float | None:
+        """Seconds before try `attempt + 1`: the server's Retry-After when it gave one, else
+        full jitter; None: do not retry (a Retry-After longer than the limit)."""
+        if retry_after is not None:
+            return None if retry_after > self.max_retry_after_s else retry_after
+        return random.uniform(0.0, min(self.cap_s, self.base_s * 2**attempt))
+
 
 class CircuitBreaker:
     """Opens after `threshold` consecutive failures; a success closes the count again.
@@ -203,7 +210,7 @@ class ChatClient:
             try:
                 content, usage = self._call(messages, schema)
             except _Transient as problem:
-                wait = self._backoff(attempt, problem.retry_after)
+                wait = self.retry.wait(attempt, problem.retry_after)
                 if attempt == self.retry.retries or wait is None:
                     self.breaker.failure(problem.reason)
                     raise LLMError(
@@ -228,12 +235,6 @@ class ChatClient:
             )
             return completion
         raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float | None:
-        """Seconds to wait before the next try; None: do not retry (Retry-After too long)."""
-        if retry_after is not None:
-            return None if retry_after > self.retry.max_retry_after_s else retry_after
-        return random.uniform(0.0, min(self.retry.cap_s, self.retry.base_s * 2**attempt))
 
     # ------------------------------------------------------------------ the HTTP call
 
@@ -318,7 +319,7 @@ class ChatClient:
         if status in (400, 422, 500) and _unsupported_format(response.text, body):
             raise _Unsupported()
         if status in TRANSIENT_STATUS:
-            after = _retry_after(response.headers.get("Retry-After"))
+            after = retry_after_seconds(response.headers.get("Retry-After"))
             raise _Transient(
                 f"HTTP {status}", retry_after=after if status in RETRY_AFTER_STATUS else None
             )
@@ -353,7 +354,7 @@ def _unsupported_format(text: str, body: dict[str, Any]) -> bool:
     )
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After in seconds: either a number of seconds or an HTTP date."""
     if not value:
         return None

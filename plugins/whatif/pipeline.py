@@ -48,6 +48,7 @@ ARTIFACTS = (
     "gx_results.json",
     "quarantine.csv",
 )
+ARTIFACT_FOLDERS = ("checklists", "tabletop", "plots")
 
 
 def _stage(workdir: Path) -> Path:
@@ -267,13 +268,55 @@ def run_report(workdir: Path) -> list[Path]:
     scenarios_doc = ScenariosDoc.model_validate_json((workdir / "scenarios.json").read_text())
     model_doc = load_model(workdir / "model.json")
     validation = json.loads((workdir / "validation.json").read_text())
-    return report.render_reports(workdir, scenarios_doc, model_doc, validation)
+    inputs = _stage(workdir) / narrate.INPUTS_FILE
+    owners = json.loads(inputs.read_text())["owners"] if inputs.exists() else {}
+    return report.render_reports(workdir, scenarios_doc, model_doc, validation, owners)
 
 
-def run_publish(workdir: Path, target: str, run_date: date, run_id: str) -> dict[str, str]:
+def run_publish(
+    workdir: Path, target: str, run_date: date, run_id: str, conn_id: str | None = None
+) -> dict[str, str]:
     workdir = Path(workdir)
-    files = [name for name in ARTIFACTS if (workdir / name).exists()]
-    return publish.publish(workdir, files, target, run_date, run_id)
+    return publish.publish(workdir, artifacts(workdir), target, run_date, run_id, conn_id)
+
+
+def run_confluence(workdir: Path, target: Any) -> dict[str, Any]:
+    """The run's Confluence page (created, or updated to a new version on a re-run), with
+    its plots attached."""
+    from whatif import confluence
+
+    workdir = Path(workdir)
+    doc = json.loads((workdir / "scenarios.json").read_text(encoding="utf-8"))
+    attachments = {p.name: p.read_bytes() for p in sorted((workdir / "plots").glob("*.svg"))}
+    body = confluence.render_storage(doc, list(attachments))
+    return confluence.publish_page(target, confluence.page_title(doc), body, attachments)
+
+
+def top_scenarios(workdir: Path, count: int = 3) -> list[dict[str, Any]]:
+    """The first scenarios of the report, in brief (for the Asset event and chat)."""
+    doc = json.loads((Path(workdir) / "scenarios.json").read_text(encoding="utf-8"))
+    return [
+        {
+            "id": s["id"],
+            "title": s["title"],
+            "probability": s["probability"],
+            "severity": s["severity"],
+            "selection_reason": s["selection_reason"],
+        }
+        for s in doc["scenarios"][:count]
+    ]
+
+
+def artifacts(workdir: Path) -> list[str]:
+    """What a run publishes: the fixed artifacts it has, then its checklists, tabletop packs
+    and plots (relative names)."""
+    workdir = Path(workdir)
+    names = [name for name in ARTIFACTS if (workdir / name).exists()]
+    for folder in ARTIFACT_FOLDERS:
+        names += sorted(
+            p.relative_to(workdir).as_posix() for p in (workdir / folder).glob("*") if p.is_file()
+        )
+    return names
 
 
 def run_all(

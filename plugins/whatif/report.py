@@ -1,21 +1,31 @@
-"""Report: scenarios.json (the contract) and the Markdown and HTML reports people read.
+"""Report: scenarios.json (the contract) and what people read: report.html, report.md, a
+response checklist per team (checklists/<team>.md) and a facilitator pack per scenario
+(tabletop/<scenario-id>.md).
 
-The reports lead with a picture (the risk matrix) and are rendered from Jinja2 templates
-with autoescaping on for HTML, so no incident text can inject markup.
+The reports lead with a picture (the risk matrix) and are rendered from the Jinja2 templates
+in include/templates (WHATIF_TEMPLATES_DIR overrides), escaped for their format: HTML by
+Jinja2's autoescaping, Markdown by `_markdown_text` (which neutralises HTML in it), so no
+incident or LLM text can inject markup.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
+from whatif import plots
 from whatif.schemas import ModelDoc, ScenariosDoc
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(
+    os.environ.get("WHATIF_TEMPLATES_DIR")
+    or Path(__file__).resolve().parents[2] / "include" / "templates"
+)
 
 
 def write_json(path: Path, document: dict[str, Any]) -> Path:
@@ -24,66 +34,6 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
         json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     return path
-
-
-def risk_matrix_svg(scenarios: list[dict[str, Any]]) -> str:
-    """Probability x impact scatter of the reported scenarios, as deterministic inline SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.hashsalt"] = "whatif"
-    plt.rcParams["svg.fonttype"] = "none"
-    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=100)
-    colours = {"SEV1": "#D55E00", "SEV2": "#E69F00", "SEV3": "#0072B2", "SEV4": "#009E73"}
-    for number, scenario in enumerate(scenarios, start=1):
-        x = max(scenario["probability"], 1e-6)
-        y = max(scenario["impact"]["impact_score"], 1e-3)
-        axes.scatter(
-            [x],
-            [y],
-            s=90,
-            color=colours[scenario["severity"]],
-            edgecolor="black",
-            zorder=3,
-            label=scenario["severity"],
-        )
-        axes.annotate(str(number), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
-    xs = [max(s["probability"], 1e-6) for s in scenarios]
-    ys = [max(s["impact"]["impact_score"], 1e-3) for s in scenarios]
-    _scale(axes.xaxis, axes.set_xscale, xs, lambda v, _: f"{v * 100:.2g}%")
-    _scale(axes.yaxis, axes.set_yscale, ys, lambda v, _: f"{v:.3g}")
-    axes.set_xlabel("probability within the horizon")
-    axes.set_ylabel("impact (weighted service-hours)")
-    axes.set_title("Risk matrix: numbers are the scenarios below")
-    axes.grid(True, which="both", alpha=0.3)
-    handles, labels = axes.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    axes.legend(
-        [unique[k] for k in sorted(unique)],
-        sorted(unique),
-        title="severity",
-        loc="best",
-        fontsize=8,
-    )
-    figure.tight_layout()
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(figure)
-    svg = buffer.getvalue()
-    return svg[svg.index("<svg") :]
-
-
-def _scale(axis: Any, set_scale: Any, values: list[float], label: Any) -> None:
-    """Log scale with 1-2-5 ticks when the values span more than a factor of 20, else linear."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    if values and max(values) / min(values) > 20:
-        set_scale("log")
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        axis.set_minor_formatter(NullFormatter())
-    axis.set_major_formatter(FuncFormatter(label))
 
 
 def mermaid_cascade(scenario: dict[str, Any], edges: list[tuple[str, str]]) -> str:
@@ -96,6 +46,7 @@ def mermaid_cascade(scenario: dict[str, Any], edges: list[tuple[str, str]]) -> s
     for name, node in node_ids.items():
         share = probability.get(name)
         label = f"{name} ({share * 100:.0f}%)" if share is not None else name
+        label = label.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
         lines.append(f'  {node}["{label}"]')
     for dependency, dependent in edges:
         if dependency in affected and dependent in affected:
@@ -162,6 +113,15 @@ def model_card(model_doc: ModelDoc) -> dict[str, Any]:
     }
 
 
+def _markdown_text(value: Any) -> Any:
+    """Every value a Markdown template prints, made inert: HTML-special characters become
+    entities (Markdown renderers pass raw HTML through). Markup (the Mermaid diagrams, built
+    here from validated names) is left as it is."""
+    if isinstance(value, Markup) or not isinstance(value, str):
+        return value
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _environment(autoescape: bool) -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -170,6 +130,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=None if autoescape else _markdown_text,
     )
     environment.filters["pct"] = lambda p: f"{p * 100:.1f}%" if p < 0.1 else f"{p * 100:.0f}%"
     environment.filters["num"] = lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2g}"
@@ -181,15 +142,22 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 
 
 def render_reports(
-    out_dir: Path, scenarios_doc: ScenariosDoc, model_doc: ModelDoc, validation: dict[str, Any]
+    out_dir: Path,
+    scenarios_doc: ScenariosDoc,
+    model_doc: ModelDoc,
+    validation: dict[str, Any],
+    owners: dict[str, str] | None = None,
 ) -> list[Path]:
-    """Write report.md and report.html beside scenarios.json."""
+    """Write report.md, report.html, checklists/<team>.md, tabletop/<scenario-id>.md and
+    plots/*.svg beside scenarios.json (stale files of an earlier render are removed)."""
     scenarios = scenarios_doc.model_dump()["scenarios"]
     edges = [(e.depends_on, e.service) for e in model_doc.edges]
+    doc = scenarios_doc.model_dump()
+    pictures = pictures_of(scenarios, edges, model_doc)
     context = {
-        "doc": scenarios_doc.model_dump(),
+        "doc": doc,
         "scenarios": scenarios,
-        "cascades": {s["id"]: mermaid_cascade(s, edges) for s in scenarios},
+        "cascades": {s["id"]: Markup(mermaid_cascade(s, edges)) for s in scenarios},
         "model": model_doc.model_dump(),
         "riskiest_services": sorted(
             model_doc.model_dump()["services"],
@@ -197,14 +165,97 @@ def render_reports(
         )[:10],
         "validation": validation,
         "card": model_card(model_doc),
+        "plots": {name: plot_file(name) for name in pictures},
     }
-    markdown = _environment(False).get_template("report.md.j2").render(**context)
+    markdown = _environment(False)
+    written = [out_dir / "report.md", out_dir / "report.html"]
+    written[0].write_text(markdown.get_template("report.md.j2").render(**context), "utf-8")
     html = (
         _environment(True)
         .get_template("report.html.j2")
-        .render(**context, risk_matrix=jinja2.filters.Markup(risk_matrix_svg(scenarios)))
+        .render(**context, svg={name: Markup(svg) for name, svg in pictures.items()})
     )
-    written = [out_dir / "report.md", out_dir / "report.html"]
-    written[0].write_text(markdown, encoding="utf-8")
     written[1].write_text(html, encoding="utf-8")
+    written += _write_each(
+        out_dir / "plots", {plot_file(name): svg for name, svg in pictures.items()}, ".svg"
+    )
+    written += _write_each(
+        out_dir / "checklists",
+        {
+            file_name(team): markdown.get_template("checklist.md.j2").render(
+                doc=doc, team=team, entries=entries
+            )
+            for team, entries in team_checklists(scenarios, owners or {}).items()
+        },
+    )
+    written += _write_each(
+        out_dir / "tabletop",
+        {
+            file_name(s["id"]): markdown.get_template("tabletop.md.j2").render(
+                doc=doc, s=s, number=number, cascade=context["cascades"][s["id"]]
+            )
+            for number, s in enumerate(scenarios, start=1)
+        },
+    )
+    return written
+
+
+def pictures_of(
+    scenarios: list[dict[str, Any]], edges: list[tuple[str, str]], model_doc: ModelDoc
+) -> dict[str, str]:
+    """The report's pictures as SVG, by name: the risk matrix, each scenario's blast radius
+    (its id), the failure rates and, when the backtest ran, its calibration."""
+    pictures = {"risk-matrix": plots.risk_matrix_svg(scenarios)}
+    for scenario in scenarios:
+        pictures[f"blast-radius-{scenario['id']}"] = plots.blast_radius_svg(
+            scenario, edges, set(scenario["user_facing_affected"])
+        )
+    pictures["failure-rates"] = plots.forest_plot_svg(model_doc)
+    calibration = plots.calibration_svg(model_doc)
+    if calibration is not None:
+        pictures["calibration"] = calibration
+    return pictures
+
+
+def plot_file(name: str) -> str:
+    return file_name(name).removesuffix(".md") + ".svg"
+
+
+def team_checklists(
+    scenarios: list[dict[str, Any]], owners: dict[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per team paged by some scenario: those scenarios (report order), whether the team owns
+    the trigger, and the checklist items for its on-call plus the roles everyone shares."""
+    teams: dict[str, list[dict[str, Any]]] = {}
+    for number, scenario in enumerate(scenarios, start=1):
+        roots = [t["service"] for t in (scenario["trigger"], scenario.get("co_trigger")) if t]
+        owning = {owners[r] for r in roots if owners.get(r)}
+        for team in sorted(set(scenario["impact"]["teams_paged"]) | owning):
+            actions = [
+                item
+                for item in scenario["checklist"]
+                if item["role"].startswith(f"{team} ")
+                or not any(item["role"].startswith(f"{t} ") for t in owners.values())
+            ]
+            teams.setdefault(team, []).append(
+                {"number": number, "s": scenario, "owns": team in owning, "actions": actions}
+            )
+    return dict(sorted(teams.items()))
+
+
+def file_name(name: str) -> str:
+    """A team or scenario id as a file name (the same on every object store)."""
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "unnamed") + ".md"
+
+
+def _write_each(folder: Path, pages: dict[str, str], suffix: str = ".md") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f"*{suffix}"):
+        if stale.name not in pages:
+            stale.unlink()
+    written = []
+    for name, text in sorted(pages.items()):
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
     return written

@@ -182,6 +182,13 @@ class BacktestComparison(_Strict):
     standard_error: float = Field(ge=0)
 
 
+class CalibrationPoint(_Strict):
+    """Coverage of a model's central predictive intervals of one nominal level."""
+
+    nominal: float = Field(gt=0, lt=1)
+    observed: float = Field(ge=0, le=1)
+
+
 class Backtest(_Strict):
     status: Literal["done", "skipped"]
     reason: str | None = None
@@ -195,6 +202,8 @@ class Backtest(_Strict):
     winner: str | None = None
     comparison: dict[str, BacktestComparison] = {}
     verdict: str | None = None
+    # Added within schema version 1 (optional, so earlier files still read):
+    calibration: dict[str, list[CalibrationPoint]] | None = None  # model -> coverage by level
 
 
 class Window(_Strict):

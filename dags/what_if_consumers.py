@@ -1,0 +1,65 @@
+"""Consumers of the what-if report: DAGs scheduled on the Asset the main DAG's publish task
+updates (whatif_assets.REPORT_ASSET), so they run after every published report.
+
+`what_if_report_to_chat` posts the top scenarios and the report's links to a chat incoming
+webhook: the HTTP connection `whatif_chat` (host = the webhook URL; Slack, Mattermost, Teams
+and Google Chat read the {"text": ...} it sends). Without that connection it skips.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import dag, task
+from whatif_assets import REPORT_ASSET
+
+CHAT_CONN_ID = "whatif_chat"
+
+
+@dag(
+    dag_id="what_if_report_to_chat",
+    description="Post the top what-if scenarios to chat after each published report",
+    schedule=[REPORT_ASSET],
+    start_date=pendulum.datetime(2026, 1, 5, tz="UTC"),
+    catchup=False,
+    tags=["reliability", "sre", "what-if"],
+    doc_md=__doc__,
+    default_args={
+        "owner": "sre-platform",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,
+    },
+)
+def what_if_report_to_chat() -> None:
+    @task(inlets=[REPORT_ASSET])
+    def post_top_scenarios(
+        triggering_asset_events: Any = None, inlet_events: Any = None
+    ) -> dict[str, str]:
+        """The event that triggered this run (a manual run: the asset's latest event)."""
+        from airflow.providers.http.hooks.http import HttpHook
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
+        from whatif.publish import chat_message
+
+        events = list((triggering_asset_events or {}).get(REPORT_ASSET, []))
+        if not events and inlet_events is not None:
+            events = list(inlet_events[REPORT_ASSET])[-1:]
+        if not events:
+            raise AirflowSkipException("no published report yet: nothing to post")
+        try:
+            BaseHook.get_connection(CHAT_CONN_ID)
+        except AirflowNotFoundException:
+            raise AirflowSkipException(
+                f"the connection {CHAT_CONN_ID} (the chat webhook URL) is not defined"
+            ) from None
+        message = chat_message(events[-1].extra)
+        HttpHook(method="POST", http_conn_id=CHAT_CONN_ID).run(endpoint="", json=message)
+        return message
+
+    post_top_scenarios()
+
+
+what_if_report_to_chat()
