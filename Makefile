@@ -32,9 +32,11 @@ $(AIRFLOW_HOME)/airflow.db: $(BIN)/.installed
 	@$(BIN)/airflow pools set whatif_llm $${WHATIF_LLM_POOL_SIZE:-4} \
 		"LLM calls of the what-if narration" >> $(AIRFLOW_HOME)/db-migrate.log 2>&1
 
+# WHATIF_EXPECTED_RUN_MINUTES=0: no deadline alert under `dags test` (an Airflow 3.3.2 bug makes
+# dag.test crash after a successful run of a DAG with a deadline; see dags/what_if_scenarios.py).
 run: $(AIRFLOW_HOME)/airflow.db
 	@echo "running the DAG once: airflow dags test what_if_scenarios (log: $(AIRFLOW_HOME)/last-run.log)"
-	@$(BIN)/airflow dags test what_if_scenarios > $(AIRFLOW_HOME)/last-run.log 2>&1 \
+	@WHATIF_EXPECTED_RUN_MINUTES=0 $(BIN)/airflow dags test what_if_scenarios > $(AIRFLOW_HOME)/last-run.log 2>&1 \
 		|| { tail -n 60 $(AIRFLOW_HOME)/last-run.log; echo "the DAG run failed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1; }
 	@grep -q "state=success" $(AIRFLOW_HOME)/last-run.log \
 		|| { tail -n 60 $(AIRFLOW_HOME)/last-run.log; echo "the DAG run did not succeed: full log in $(AIRFLOW_HOME)/last-run.log"; exit 1; }

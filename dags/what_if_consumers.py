@@ -8,12 +8,10 @@ and Google Chat read the {"text": ...} it sends). Without that connection it ski
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import dag, task
-from whatif_assets import REPORT_ASSET
+from whatif_assets import DAG_DEFAULTS, REPORT_ASSET
 
 CHAT_CONN_ID = "whatif_chat"
 
@@ -22,16 +20,8 @@ CHAT_CONN_ID = "whatif_chat"
     dag_id="what_if_report_to_chat",
     description="Post the top what-if scenarios to chat after each published report",
     schedule=[REPORT_ASSET],
-    start_date=pendulum.datetime(2026, 1, 5, tz="UTC"),
-    catchup=False,
-    tags=["reliability", "sre", "what-if"],
     doc_md=__doc__,
-    default_args={
-        "owner": "sre-platform",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,
-    },
+    **DAG_DEFAULTS,
 )
 def what_if_report_to_chat() -> None:
     @task(inlets=[REPORT_ASSET])

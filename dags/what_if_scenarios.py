@@ -15,13 +15,25 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
-from whatif_assets import PROJECT, REPORT_ASSET, REPORTS_URL
+from airflow.sdk import (
+    AsyncCallback,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
+from whatif_alerts import WebhookAlert
+from whatif_assets import DAG_DEFAULTS, PROJECT, REPORT_ASSET, REPORTS_URL
 
 DATA = PROJECT / "include" / "data"
 REPORTS_CONN_ID = "whatif_reports"  # object storage of the reports (s3:// and the like)
 CONFLUENCE_CONN_ID = "whatif_confluence"  # host = base URL, login, password = token, extra.space
+# A run that has not finished this long after it was queued raises the deadline alert; 0 turns
+# it off (needed under `airflow dags test`: Airflow 3.3.2's dag.test crashes at the end of a
+# successful run of a DAG with a deadline, reading the alerts' ids from an unsaved DAG).
+EXPECTED_RUN_MINUTES = int(os.environ.get("WHATIF_EXPECTED_RUN_MINUTES", "60"))
 LLM_CONN_ID = "whatif_llm"  # host = server URL, password = API key, extra: provider, model...
 LLM_POOL = "whatif_llm"  # bounds the LLM calls of all runs together (make run, compose init)
 # Scenarios narrated at once within one run (read when the DAG file is parsed).
@@ -248,18 +260,23 @@ def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
     dag_id="what_if_scenarios",
     description="Ranked, quantified what-if reliability scenarios (weekly, or for an event)",
     schedule="0 6 * * 1",  # Mondays 06:00 UTC, before the weekly reliability review
-    start_date=pendulum.datetime(2026, 1, 5, tz="UTC"),
-    catchup=False,
     max_active_runs=1,
-    tags=["reliability", "sre", "what-if"],
     doc_md=__doc__,
-    default_args={
-        "owner": "sre-platform",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=30),
-    },
+    **DAG_DEFAULTS,
+    # Alerts to the chat webhook of the connection whatif_alerts (whatif_alerts.py): a failed
+    # run (from the dag-processor), and a run still going EXPECTED_RUN_MINUTES after it was
+    # queued (from the triggerer).
+    on_failure_callback=WebhookAlert("run failed"),
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=EXPECTED_RUN_MINUTES),
+        callback=AsyncCallback(
+            WebhookAlert,
+            kwargs={"what": f"run not finished {EXPECTED_RUN_MINUTES} minutes after it was queued"},
+        ),
+    )
+    if EXPECTED_RUN_MINUTES > 0
+    else None,
     params={
         "source": Param(
             "files",
@@ -346,8 +363,25 @@ def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
             6, type="integer", minimum=0, maximum=52, description="Backtest origins (0: none)"
         ),
         "event_name": Param("", type="string", description="Event name, e.g. Black Friday"),
-        "event_start": Param("", type="string", description="Event start date (YYYY-MM-DD)"),
-        "event_end": Param("", type="string", description="Event end date (YYYY-MM-DD)"),
+        "event_start": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Event start date (YYYY-MM-DD); with an event name and end",
+        ),
+        "event_end": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Event end date (YYYY-MM-DD, inclusive)",
+        ),
+        "focus_services": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="Services in focus (an event's): scenarios are picked among those "
+            "that start at or reach them",
+        ),
         "traffic_multiplier": Param(
             1.0,
             type="number",
@@ -386,39 +420,39 @@ def what_if_scenarios() -> None:
     @task
     @_user_errors_fail_fast
     def extract(params: dict | None = None, run_id: str | None = None) -> str:
-        from whatif import pipeline
+        from whatif import observe, pipeline
 
         location = _work_location(run_id)
         config = _run_config(params)
-        with _workspace(location, params) as workdir:
+        with _workspace(location, params) as workdir, observe.stage(workdir, "extract", run_id):
             pipeline.extract(_inputs(params), workdir, config.effective_as_of, config.history_days)
         return location
 
     @task
     @_user_errors_fail_fast
-    def validate(location: str, params: dict | None = None) -> str:
-        from whatif import pipeline
+    def validate(location: str, params: dict | None = None, run_id: str | None = None) -> str:
+        from whatif import observe, pipeline
 
         config = _run_config(params)
-        with _workspace(location, params) as workdir:
+        with _workspace(location, params) as workdir, observe.stage(workdir, "validate", run_id):
             pipeline.run_validation(workdir, config.effective_as_of, config.history_days)
         return location
 
     @task
     @_user_errors_fail_fast
-    def fit(location: str, params: dict | None = None) -> str:
-        from whatif import pipeline
+    def fit(location: str, params: dict | None = None, run_id: str | None = None) -> str:
+        from whatif import observe, pipeline
 
-        with _workspace(location, params) as workdir:
+        with _workspace(location, params) as workdir, observe.stage(workdir, "fit", run_id):
             pipeline.fit(workdir, _run_config(params).model)
         return location
 
     @task
     @_user_errors_fail_fast
-    def simulate(location: str, params: dict | None = None) -> str:
-        from whatif import pipeline
+    def simulate(location: str, params: dict | None = None, run_id: str | None = None) -> str:
+        from whatif import observe, pipeline
 
-        with _workspace(location, params) as workdir:
+        with _workspace(location, params) as workdir, observe.stage(workdir, "simulate", run_id):
             pipeline.run_simulation(workdir, _run_config(params))
         return location
 
@@ -439,15 +473,20 @@ def what_if_scenarios() -> None:
         map_index_template="{{ scenario_id }}",
     )
     @_user_errors_fail_fast
-    def narrate_scenario(location: str, scenario_id: str, params: dict | None = None) -> str:
+    def narrate_scenario(
+        location: str, scenario_id: str, params: dict | None = None, run_id: str | None = None
+    ) -> str:
         """One scenario's tabletop pack. LLM failures fall back to the template inside; the
         task's own retries are for infrastructure (object storage, a lost worker). Answers are
         cached, so a retry makes no call already made."""
-        from whatif import narrate
+        from whatif import narrate, observe
 
         get_current_context()["scenario_id"] = scenario_id  # the mapped task's label in the UI
         config = _narration_config(params)
-        with _workspace(location, params, only=NARRATE_FILES) as workdir:
+        with (
+            _workspace(location, params, only=NARRATE_FILES) as workdir,
+            observe.stage(workdir, "narrate", run_id, scenario_id),
+        ):
             client = narrate.make_client(
                 config,
                 breaker_state=str(narrate.stage_path(workdir, narrate.BREAKER_FILE)),
@@ -458,12 +497,17 @@ def what_if_scenarios() -> None:
 
     @task
     @_user_errors_fail_fast
-    def assemble_narration(location: str, narrated: list, params: dict | None = None) -> str:
+    def assemble_narration(
+        location: str, narrated: list, params: dict | None = None, run_id: str | None = None
+    ) -> str:
         """scenarios.json from the narrated scenarios, with the narration summed up."""
-        from whatif import narrate
+        from whatif import narrate, observe
 
-        only = (*NARRATE_FILES, "_stage/narrated/")
-        with _workspace(location, params, only=only) as workdir:
+        only = (*NARRATE_FILES, "_stage/narrated/", "_stage/timings/")
+        with (
+            _workspace(location, params, only=only) as workdir,
+            observe.stage(workdir, "assemble_narration", run_id),
+        ):
             path = narrate.assemble(workdir, _narration_config(params))
             summary = json.loads(path.read_text())["narration"]
         print(
@@ -476,10 +520,10 @@ def what_if_scenarios() -> None:
 
     @task
     @_user_errors_fail_fast
-    def report(location: str, params: dict | None = None) -> str:
-        from whatif import pipeline
+    def report(location: str, params: dict | None = None, run_id: str | None = None) -> str:
+        from whatif import observe, pipeline
 
-        with _workspace(location, params) as workdir:
+        with _workspace(location, params) as workdir, observe.stage(workdir, "report", run_id):
             pipeline.run_report(workdir)
         return location
 
@@ -493,17 +537,21 @@ def what_if_scenarios() -> None:
     ) -> dict:
         """Every target of publish_targets: object-storage URLs (connection whatif_reports
         for remote ones, when defined), and "confluence" for the page of the connection
-        whatif_confluence. Then the Asset event, whose extra says where everything went."""
-        from whatif import pipeline
+        whatif_confluence. Then the Asset event, whose extra says where everything went.
+        Returns that and the run summary (inputs, quarantined rows, scenarios, LLM calls,
+        fallbacks, tokens, each stage's duration)."""
+        from whatif import observe, pipeline
 
         as_of = _run_config(params).effective_as_of
         published: dict[str, Any] = {"run_id": run_id, "targets": [], "confluence": None}
         with _workspace(location, params) as workdir:
+            log = observe.run_log(run_id, "publish")
             for target in params["publish_targets"]:
                 if target == "confluence":
                     page = pipeline.run_confluence(workdir, _confluence_target())
                     published["confluence"] = page["url"]
-                    print(f"report published: Confluence page {page['url']} (v{page['version']})")
+                    log.info("report published: Confluence page %s (v%s)", page["url"],
+                             page["version"])  # fmt: skip
                     continue
                 where = pipeline.run_publish(
                     workdir, target, as_of.date(), run_id, _reports_conn_id(target)
@@ -511,8 +559,10 @@ def what_if_scenarios() -> None:
                 published["targets"].append(where)
                 print(f"report published: {where['run']}/report.html (latest: {where['latest']})")
             published["top"] = pipeline.top_scenarios(workdir)
+            summary = observe.run_summary(workdir)
         outlet_events[REPORT_ASSET].extra = published
-        return published
+        log.info("run summary: %s", json.dumps(summary, sort_keys=True))
+        return published | {"summary": summary}
 
     simulated = simulate(fit(validate(extract())))
     narrated = narrate_scenario.partial(location=simulated).expand(

@@ -1,9 +1,12 @@
 """What the loopback API servers of the tests share: a threaded server that takes bursts of
-concurrent clients, and a quiet handler that answers JSON."""
+concurrent clients, a quiet handler that answers JSON, and a chat webhook."""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,3 +31,22 @@ class JSONHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+@contextmanager
+def chat_webhook() -> Iterator[tuple[str, list[dict]]]:
+    """A chat incoming webhook on loopback: (its URL, the JSON bodies posted to it)."""
+    posted: list[dict] = []
+
+    class Hook(JSONHandler):
+        def do_POST(self) -> None:
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self._send(200, {"ok": True})
+
+    server = LoopbackServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", posted
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        # dag.test() of Airflow 3.3.2 crashes after a successful run of a DAG with a deadline
+        # (see the DAG file); the real-scheduler test (test_scheduler.py) keeps it on.
+        "WHATIF_EXPECTED_RUN_MINUTES": "0",
         "PYTHONPATH": str(PROJECT / "plugins"),
         "GX_ANALYTICS_ENABLED": "False",
         **extra,
@@ -85,12 +89,31 @@ def test_dag_imports_without_errors_and_is_set_up_for_weekly_runs(tmp_path):
                 (t.pool, t.max_active_tis_per_dagrun) for t in dag.tasks
                 if t.task_id == "narrate_scenario"
             ],
+            "on_failure": type(dag.on_failure_callback).__name__,
+            "deadline": [
+                [type(d.reference).__name__, d.interval.total_seconds(),
+                 d.callback.kwargs["what"]] for d in dag.deadline
+            ],
+            "dags": sorted(bag.dags),
+            "params_schema": {k: dag.params.get_param(k).schema for k in
+                              ("event_start", "focus_services", "narrator", "scenarios")},
         }))
     """,
-        airflow_env(tmp_path),
+        airflow_env(tmp_path, WHATIF_EXPECTED_RUN_MINUTES="90"),
         str(DAGS),
     )
     info = json.loads(out.strip().splitlines()[-1])
+    # Alerts: a failed run, and a run still going 90 minutes after it was queued.
+    assert info["on_failure"] == "WebhookAlert"
+    assert info["deadline"] == [
+        ["DagRunQueuedAtDeadline", 5400.0, "run not finished 90 minutes after it was queued"]
+    ]
+    assert info["dags"] == ["what_if_event_calendar", "what_if_report_to_chat", "what_if_scenarios"]
+    # The trigger form validates its params by JSON schema.
+    schema = info["params_schema"]
+    assert schema["event_start"]["format"] == "date" and schema["scenarios"]["maximum"] == 50
+    assert schema["narrator"]["enum"] == ["template", "llm", "ollama", "openai"]
+    assert schema["focus_services"]["type"] == "array"
     assert info["errors"] == {}
     assert info["schedule"] == "0 6 * * 1"
     assert info["catchup"] is False
@@ -169,28 +192,40 @@ def test_dag_test_runs_every_stage_and_publishes_the_report(airflow_home, tmp_pa
     assert all(s["title"].startswith("What if") for s in doc["scenarios"])
 
 
-def test_a_user_error_fails_the_run_without_retries(airflow_home, tmp_path):
+def test_a_user_error_fails_the_run_without_retries_and_alerts(airflow_home, tmp_path):
+    """A missing file fails the run at once, and the failure is posted to the chat webhook of
+    the connection whatif_alerts, naming the run, the task and the error."""
+    from loopback import chat_webhook
+
     conf = {
         "incidents": str(tmp_path / "missing.csv"),
         "publish_targets": [(tmp_path / "reports").as_uri()],
     }
-    env = airflow_env(airflow_home, WHATIF_WORK_DIR=str(tmp_path / "work"))
-    out = run_python(
-        """
-        import json, sys
-        from airflow.dag_processing.dagbag import DagBag
-        dag = DagBag(dag_folder=sys.argv[1]).dags["what_if_scenarios"]
-        run = dag.test(run_conf=json.loads(sys.argv[2]))
-        extract = run.get_task_instance("extract")
-        print("STATE", run.state, extract.state, extract.try_number)
-    """,
-        env,
-        str(DAGS),
-        json.dumps(conf),
-        timeout=600,
-    )
+    with chat_webhook() as (url, posted):
+        env = airflow_env(
+            airflow_home,
+            WHATIF_WORK_DIR=str(tmp_path / "work"),
+            AIRFLOW_CONN_WHATIF_ALERTS=json.dumps({"conn_type": "http", "host": url}),
+        )
+        out = run_python(
+            """
+            import json, sys
+            from airflow.dag_processing.dagbag import DagBag
+            dag = DagBag(dag_folder=sys.argv[1]).dags["what_if_scenarios"]
+            run = dag.test(run_conf=json.loads(sys.argv[2]))
+            extract = run.get_task_instance("extract")
+            print("STATE", run.state, extract.state, extract.try_number)
+            """,
+            env,
+            str(DAGS),
+            json.dumps(conf),
+            timeout=600,
+        )
     assert "STATE failed failed 1" in out
     assert not (tmp_path / "reports").exists()
+    assert len(posted) == 1, out[-3000:]
+    text = posted[0]["text"]
+    assert text.startswith(":rotating_light: what_if_scenarios: run failed") and "manual__" in text
 
 
 def _run_dag(home: Path, tmp_path: Path, conf: dict, **env: str) -> tuple[str, Path]:
@@ -356,33 +391,18 @@ def test_the_published_report_is_an_asset_event_that_the_chat_consumer_posts(
     whatif_confluence, then emits the Asset event (its extra: where the report went, the top
     scenarios); what_if_report_to_chat, scheduled on that Asset, posts them to the
     whatif_chat webhook. The Confluence token stays out of every file and log."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from confluence_server import ConfluenceServer
+    from loopback import chat_webhook
 
-    posted: list[dict] = []
-
-    class Webhook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = chat_webhook()
+    url, posted = hook.__enter__()
     wiki = ConfluenceServer().start()
     reports = tmp_path / "reports"
     env = airflow_env(
         airflow_home,
         WHATIF_WORK_DIR=str(tmp_path / "work"),
         WHATIF_REPORTS_URL=reports.as_uri(),
-        AIRFLOW_CONN_WHATIF_CHAT=json.dumps(
-            {"conn_type": "http", "host": f"http://127.0.0.1:{server.server_port}/hook"}
-        ),
+        AIRFLOW_CONN_WHATIF_CHAT=json.dumps({"conn_type": "http", "host": url}),
         AIRFLOW_CONN_WHATIF_CONFLUENCE=json.dumps(
             {
                 "conn_type": "http",
@@ -423,7 +443,7 @@ def test_the_published_report_is_an_asset_event_that_the_chat_consumer_posts(
             timeout=600,
         )
     finally:
-        server.shutdown()
+        hook.__exit__(None, None, None)
         wiki.stop()
     assert "MAIN success" in out and "CONSUMER success" in out
     assert "what_if_report" in out.split("ON_ASSET", 1)[1].splitlines()[0]
@@ -445,3 +465,54 @@ def test_the_published_report_is_an_asset_event_that_the_chat_consumer_posts(
     assert sorted(p.name for p in (latest / "tabletop").iterdir()) == sorted(
         f"{s['id']}.md" for s in extra["top"]
     )
+
+
+def test_the_event_calendar_triggers_one_pre_event_run_per_event(airflow_home, tmp_path):
+    """An event due today gets one run of what_if_scenarios with its params; the next day's
+    check finds it and skips; an event not yet due gets nothing."""
+    today = datetime.now(UTC).date()
+    start = today + timedelta(days=5)
+    calendar = tmp_path / "events.yaml"
+    calendar.write_text(
+        "events:\n"
+        f"  - {{name: Game Day, start: {start}, end: {start}, traffic_multiplier: 2.5,"
+        " focus_services: [checkout], lead_days: 7}\n"
+        f"  - {{name: Far Away, start: {today.replace(year=today.year + 1)},"
+        f" end: {today.replace(year=today.year + 1)}, lead_days: 3}}\n"
+    )
+    out = run_python(
+        """
+        import json, sys
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder=sys.argv[1])
+        calendar = bag.dags["what_if_event_calendar"]
+        for _ in range(2):
+            run = calendar.test()
+            trigger = [t for t in run.get_task_instances() if t.task_id == "trigger_pre_event_run"]
+            print("CALENDAR", run.state, sorted(str(t.state) for t in trigger))
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        with create_session() as session:
+            runs = session.query(DagRun).filter(DagRun.dag_id == "what_if_scenarios",
+                                                DagRun.run_id.like("event__%")).all()
+            print("TRIGGERED", json.dumps([[r.run_id, r.conf] for r in runs]))
+        """,
+        airflow_env(airflow_home, WHATIF_EVENTS_FILE=str(calendar)),
+        str(DAGS),
+    )
+    states = [line.split(" ", 2)[1:] for line in out.splitlines() if line.startswith("CALENDAR ")]
+    assert states == [["success", "['success']"], ["success", "['skipped']"]]
+    triggered = json.loads(out.split("TRIGGERED ", 1)[1].splitlines()[0])
+    assert triggered == [
+        [
+            f"event__game-day__{start}",
+            {
+                "event_name": "Game Day",
+                "event_start": str(start),
+                "event_end": str(start),
+                "traffic_multiplier": 2.5,
+                "focus_services": ["checkout"],
+                "what_if": [],
+            },
+        ]
+    ]

@@ -502,3 +502,26 @@ def test_the_horizons_kernel_draws_the_right_distributions():
     pairs_seen = np.unique((h * 4 + s) * 3 + m) % 12  # service * 3 + mode
     np.testing.assert_array_equal(frequency, np.bincount(pairs_seen, minlength=12))
     assert (worst[roots == 0] == kernels.NO_SEVERITY).all() and (worst[roots > 0] == 0).all()
+
+
+def test_services_in_focus_decide_the_picks_until_they_run_out():
+    """Two independent chains: with b1 in focus every pick starts at or reaches b1 (only
+    b1's own modes here: b0 depends on b1, not the other way), and the report is filled
+    from the rest only after those ran out, saying so."""
+    services = [f"a{i}" for i in range(6)] + ["b0", "b1"]
+    depends = {f"a{i}": [f"a{i + 1}"] for i in range(5)} | {"b0": ["b1"]}
+    topology = Topology.from_frame(topology_frame(services, depends))
+    edges = {(f"a{i + 1}", f"a{i}"): (2.0, 3.0) for i in range(5)} | {("b1", "b0"): (2.0, 3.0)}
+    doc = model_doc(services, edges, rates={"a5": (20.0, 200.0)})
+    modes = len(doc.services[0].failure_modes)
+    config = RunConfig(scenarios=modes + 3, draws=300, focus_services=("B1",))
+    chosen = simulate.simulate(doc, topology, config)["scenarios"]
+    focused = [c for c in chosen if "b1" in c["affected_services"]]
+    assert len(focused) == modes  # every scenario of b1, however small its risk
+    others = [c for c in chosen if "b1" not in c["affected_services"]]
+    assert len(others) == 3
+    assert all("outside the services in focus" in c["selection_reason"] for c in others)
+    unfocused = simulate.simulate(doc, topology, RunConfig(scenarios=4, draws=300))["scenarios"]
+    assert not any("b1" in c["affected_services"] for c in unfocused)  # a's risks dominate
+    with pytest.raises(UserError, match="--focus-service 'bb1': no such service"):
+        simulate.simulate(doc, topology, RunConfig(draws=300, focus_services=("bb1",)))

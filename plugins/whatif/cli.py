@@ -178,6 +178,14 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
         metavar="SERVICE[:MODE]",
         help="always include this scenario (repeatable)",
     )
+    parser.add_argument(
+        "--focus-service",
+        action="append",
+        default=[],
+        metavar="SERVICE",
+        help="an event's service in focus (repeatable): scenarios are picked among those that "
+        "start at or reach these services, others only when they run out",
+    )
     _add_narrator_options(parser)
 
 
@@ -371,6 +379,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             args.event_name, args.event_start, args.event_end, args.traffic_multiplier
         ),
         what_if=tuple(WhatIf.parse(text) for text in args.what_if),
+        focus_services=tuple(args.focus_service),
         narrator=args.narrator,
         llm=llm_settings(args),
         model=model_settings(args) if hasattr(args, "cascade_window_minutes") else ModelSettings(),
@@ -536,6 +545,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         event=build_event(event["name"], event["start"], event["end"], event["traffic_multiplier"])
         if event
         else None,
+        focus_services=tuple(previous.get("focus_services") or ()),
         narrator=args.narrator,
         llm=llm_settings(args),
     )

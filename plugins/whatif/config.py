@@ -124,6 +124,7 @@ class RunConfig:
     as_of: datetime | None = None
     event: EventWindow | None = None
     what_if: tuple[WhatIf, ...] = ()
+    focus_services: tuple[str, ...] = ()  # an event's services in focus (selection)
     narrator: str = "template"
     llm: LLMSettings = dataclasses.field(default_factory=LLMSettings)
     model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
@@ -193,6 +194,14 @@ def build_event(
     return EventWindow(str(name), event_start, event_end, multiplier)
 
 
+def _names(value: object) -> list[str]:
+    """A list param given as a list or as comma-separated text."""
+    if not value:
+        return []
+    items = value.split(",") if isinstance(value, str) else value
+    return [str(item).strip() for item in items if str(item).strip()]  # type: ignore[union-attr]
+
+
 def config_from_params(params: dict[str, object], as_of: datetime | None) -> RunConfig:
     """A RunConfig from DAG params (the same rules as the CLI flags)."""
 
@@ -204,9 +213,6 @@ def config_from_params(params: dict[str, object], as_of: datetime | None) -> Run
         value = params.get(name)
         return default if value in (None, "") else float(value)  # type: ignore[arg-type]
 
-    what_if = params.get("what_if") or []
-    if isinstance(what_if, str):
-        what_if = [part for part in what_if.split(",") if part.strip()]
     multiplier = params.get("traffic_multiplier")
     return RunConfig(
         seed=int(number("seed", DEFAULT_SEED)),
@@ -222,7 +228,8 @@ def config_from_params(params: dict[str, object], as_of: datetime | None) -> Run
             text("event_end"),
             None if multiplier in (None, "") else float(multiplier),
         ),  # type: ignore[arg-type]
-        what_if=tuple(WhatIf.parse(str(item)) for item in what_if),  # type: ignore[union-attr]
+        what_if=tuple(WhatIf.parse(item) for item in _names(params.get("what_if"))),
+        focus_services=tuple(_names(params.get("focus_services"))),
         narrator=text("narrator") or "template",
         llm=LLMSettings(url=text("llm_url"), model=text("llm_model")),
         model=ModelSettings(

@@ -1110,6 +1110,7 @@ def scenarios_document(
             },
             "scenarios": narrated,
             "narration": summary(narrated, config),
+            "focus_services": list(config.focus_services),
         }
     )
 

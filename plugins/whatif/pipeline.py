@@ -21,6 +21,7 @@ from whatif import (
     mappings,
     model,
     narrate,
+    observe,
     publish,
     report,
     simulate,
@@ -270,7 +271,9 @@ def run_report(workdir: Path) -> list[Path]:
     validation = json.loads((workdir / "validation.json").read_text())
     inputs = _stage(workdir) / narrate.INPUTS_FILE
     owners = json.loads(inputs.read_text())["owners"] if inputs.exists() else {}
-    return report.render_reports(workdir, scenarios_doc, model_doc, validation, owners)
+    return report.render_reports(
+        workdir, scenarios_doc, model_doc, validation, owners, observe.run_summary(workdir)
+    )
 
 
 def run_publish(
@@ -340,7 +343,8 @@ def run_all(
     results: dict[str, Any] = {}
     for number, (name, step) in enumerate(steps, start=1):
         started = datetime.now(UTC)
-        results[name] = step()
+        with observe.stage(out_dir, name):
+            results[name] = step()
         seconds = (datetime.now(UTC) - started).total_seconds()
         log.info("[%d/%d] %s done in %.1f s", number, len(steps), name, seconds)
     return results

@@ -147,6 +147,7 @@ def render_reports(
     model_doc: ModelDoc,
     validation: dict[str, Any],
     owners: dict[str, str] | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write report.md, report.html, checklists/<team>.md, tabletop/<scenario-id>.md and
     plots/*.svg beside scenarios.json (stale files of an earlier render are removed)."""
@@ -166,6 +167,7 @@ def render_reports(
         "validation": validation,
         "card": model_card(model_doc),
         "plots": {name: plot_file(name) for name in pictures},
+        "summary": summary or {"inputs": {}, "stages": {}, "narration": None},
     }
     markdown = _environment(False)
     written = [out_dir / "report.md", out_dir / "report.html"]

@@ -382,3 +382,4 @@ class ScenariosDoc(_Strict):
     inputs: dict[str, int]
     scenarios: list[Scenario]
     narration: NarrationSummary | None = None  # added in schema version 2
+    focus_services: list[str] = []  # an event's services in focus (added in version 2)

@@ -236,16 +236,20 @@ def check_model_matches(model_doc: ModelDoc, topology: Topology, model_path: str
 
 def resolve_what_ifs(what_ifs: tuple[WhatIf, ...], topology: Topology) -> list[WhatIf]:
     """Check that forced what-ifs name real services (the topology's spelling)."""
-    by_key = {s.lower(): s for s in topology.services}
-    resolved = []
-    for what_if in what_ifs:
-        name = by_key.get(what_if.service.lower())
-        if name is None:
-            close = difflib.get_close_matches(what_if.service, topology.services, n=3)
-            hint = f"did you mean {', '.join(close)}?" if close else "see the topology file"
-            raise UserError(f"--what-if {what_if.service!r}: no such service", hint=hint)
-        resolved.append(WhatIf(name, what_if.failure_mode))
-    return resolved
+    return [
+        WhatIf(resolve_service(w.service, topology, "--what-if"), w.failure_mode) for w in what_ifs
+    ]
+
+
+def resolve_service(name: str, topology: Topology, flag: str) -> str:
+    """The topology's spelling of a service a flag or param names, or a UserError with the
+    closest names."""
+    found = {s.lower(): s for s in topology.services}.get(name.lower())
+    if found is None:
+        close = difflib.get_close_matches(name, topology.services, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see the topology file"
+        raise UserError(f"{flag} {name!r}: no such service", hint=hint)
+    return found
 
 
 def expected_failures(model_doc: ModelDoc, config: RunConfig, arrays: dict) -> np.ndarray:
@@ -461,6 +465,7 @@ def select(
     model_doc: ModelDoc,
     topology: Topology,
     compound: dict[str, Any] | None = None,
+    focus: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Pick the scenarios to report, each tagged with why:
     forced what-ifs; the top risks, spread out (at most two per trigger service, and at most
@@ -468,8 +473,15 @@ def select(
     fill it); in an event window, two independent root failures under way at once; a
     common-mode failure of the shared infrastructure the most services depend on;
     rare-but-severe tail scenarios (probability at or below the median, highest impact,
-    one per service); any slot left goes to the next-ranked risk."""
+    one per service); any slot left goes to the next-ranked risk.
+
+    With services in `focus` (an event's), every pick but the forced ones is made among the
+    scenarios whose trigger or affected services include one of them; only when those run
+    out do other scenarios fill the report, saying so."""
     by_id = {c["id"]: c for c in candidates}
+    everything = candidates
+    if focus:
+        candidates = in_focus(candidates, focus)
     modes = {s.service: s.failure_modes for s in model_doc.services}
     chosen: dict[str, dict[str, Any]] = {}
     for what_if in forced:
@@ -511,7 +523,7 @@ def select(
             "depend on it, directly or through others)"
         ),
     )
-    median_p = float(np.median([c["probability"] for c in candidates]))
+    median_p = float(np.median([c["probability"] for c in candidates])) if candidates else 0.0
     tail = sorted(  # a service's modes share one impact: its likeliest rare mode first
         (c for c in candidates if c["probability"] <= median_p),
         key=lambda c: (-c["impact"]["impact_score"], -c["probability"], c["id"]),
@@ -524,7 +536,23 @@ def select(
         lambda c: "tail: rare but severe (probability at or below the median, highest impact)",
     )
     _take(chosen, ranked, k, {}, lambda c: f"{top_reason(c)}, once the spread-out picks ran out")
+    if focus:
+        _take(
+            chosen,
+            sorted(everything, key=lambda c: (-c["risk_score"], c["id"])),
+            k,
+            {},
+            lambda c: "top risk outside the services in focus, once those ran out",
+        )
     return sorted(chosen.values(), key=lambda c: (not c["forced"], -c["risk_score"], c["id"]))
+
+
+def in_focus(candidates: list[dict[str, Any]], focus: set[str]) -> list[dict[str, Any]]:
+    """The candidates whose trigger or affected services include a service in focus (all of
+    them when nothing is in focus)."""
+    if not focus:
+        return candidates
+    return [c for c in candidates if focus & {_service(c), *c["affected_services"]}]
 
 
 SHARED_SHORTLIST = 50  # services with the most direct dependents, searched for the widest reach
@@ -666,6 +694,7 @@ def simulate(
     """The selected scenarios' facts (no prose yet), most important first, and the summary
     of the simulated horizons."""
     forced = resolve_what_ifs(config.what_if, topology)
+    focus = {resolve_service(s, topology, "--focus-service") for s in config.focus_services}
     rng = np.random.default_rng(config.seed)
     cascades = simulate_cascades(model_doc, topology, config.cascade_draws, rng, progress)
     candidates = candidate_scenarios(model_doc, topology, config, progress, rng, cascades)
@@ -674,8 +703,12 @@ def simulate(
     summary["cascade_draws"] = config.cascade_draws
     compound = None
     if config.event and config.scenarios >= 5:
-        compound = compound_scenario(model_doc, topology, config, candidates, rng)
+        compound = compound_scenario(
+            model_doc, topology, config, in_focus(candidates, focus) or candidates, rng
+        )
     return {
-        "scenarios": select(candidates, forced, config.scenarios, model_doc, topology, compound),
+        "scenarios": select(
+            candidates, forced, config.scenarios, model_doc, topology, compound, focus
+        ),
         "simulation": summary,
     }
