@@ -375,6 +375,13 @@ def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
             format="date",
             description="Event end date (YYYY-MM-DD, inclusive)",
         ),
+        "exercises": Param(
+            str(DATA / "exercises.csv"),
+            type="string",
+            description="Exercise log (date, scenario, team, outcome, action_items, "
+            "facilitator): readiness.json, and the selection prefers what was never exercised "
+            "or failed recently (empty: none)",
+        ),
         "focus_services": Param(
             [],
             type="array",
@@ -523,7 +530,12 @@ def what_if_scenarios() -> None:
     def report(location: str, params: dict | None = None, run_id: str | None = None) -> str:
         from whatif import observe, pipeline
 
+        targets = [t for t in params["publish_targets"] if t != "confluence"]
         with _workspace(location, params) as workdir, observe.stage(workdir, "report", run_id):
+            if params["exercises"] and targets:  # the previous run's scores, for the trend
+                pipeline.fetch_previous_readiness(
+                    workdir, targets[:1], _reports_conn_id(targets[0])
+                )
             pipeline.run_report(workdir)
         return location
 

@@ -179,7 +179,10 @@ def test_dag_test_runs_every_stage_and_publishes_the_report(airflow_home, tmp_pa
     )
     assert "STATE success" in out
     latest = reports / "latest"
-    for name in ("report.html", "report.md", "scenarios.json", "model.json", "validation.json"):
+    for name in (
+        "report.html", "report.md", "scenarios.json", "model.json", "validation.json",
+        "readiness.json",  # the param exercises defaults to the sample log
+    ):  # fmt: skip
         assert (latest / name).stat().st_size > 0, name
     runs = [p for p in reports.glob("*/*") if p.parent.name != "latest"]
     assert (

@@ -179,6 +179,13 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
         help="always include this scenario (repeatable)",
     )
     parser.add_argument(
+        "--exercises",
+        metavar="PATH|URL",
+        help="the exercise log (CSV, Parquet, JSON Lines: date, scenario, team, outcome, "
+        "action_items, facilitator): writes readiness.json and prefers what was never "
+        "exercised or failed recently",
+    )
+    parser.add_argument(
         "--focus-service",
         action="append",
         default=[],
@@ -380,6 +387,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         ),
         what_if=tuple(WhatIf.parse(text) for text in args.what_if),
         focus_services=tuple(args.focus_service),
+        exercises=getattr(args, "exercises", None),
         narrator=args.narrator,
         llm=llm_settings(args),
         model=model_settings(args) if hasattr(args, "cascade_window_minutes") else ModelSettings(),
@@ -420,8 +428,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     confluence = confluence_target(args)  # checked before the long steps
+    previous = args.publish_to  # where the previous run's readiness.json is, for the trend
     with terminal_progress("simulating cascades") as progress:
-        pipeline.run_all(inputs_from_args(args), out, config, progress)
+        pipeline.run_all(inputs_from_args(args), out, config, progress, previous)
     print(
         f"wrote {out / 'report.html'}, report.md, scenarios.json, model.json and "
         f"validation.json to {out}"

@@ -125,6 +125,7 @@ class RunConfig:
     event: EventWindow | None = None
     what_if: tuple[WhatIf, ...] = ()
     focus_services: tuple[str, ...] = ()  # an event's services in focus (selection)
+    exercises: str | None = None  # the exercise log (path or URL): readiness and selection
     narrator: str = "template"
     llm: LLMSettings = dataclasses.field(default_factory=LLMSettings)
     model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
@@ -230,6 +231,7 @@ def config_from_params(params: dict[str, object], as_of: datetime | None) -> Run
         ),  # type: ignore[arg-type]
         what_if=tuple(WhatIf.parse(item) for item in _names(params.get("what_if"))),
         focus_services=tuple(_names(params.get("focus_services"))),
+        exercises=text("exercises"),
         narrator=text("narrator") or "template",
         llm=LLMSettings(url=text("llm_url"), model=text("llm_model")),
         model=ModelSettings(

@@ -7,6 +7,7 @@ so that Airflow tasks pass only paths through XCom and any stage can be re-run a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from whatif import (
     narrate,
     observe,
     publish,
+    readiness,
     report,
     simulate,
     sources,
@@ -48,6 +50,8 @@ ARTIFACTS = (
     "validation.json",
     "gx_results.json",
     "quarantine.csv",
+    "readiness.json",
+    "quarantine_exercises.csv",
 )
 ARTIFACT_FOLDERS = ("checklists", "tabletop", "plots")
 
@@ -229,12 +233,94 @@ def run_simulation(
     incident table nor the model."""
     incidents, topology = load_clean(workdir)
     model_doc = load_model(Path(workdir) / "model.json")
-    result = simulate.simulate(model_doc, topology, config, progress)
+    as_of = _as_of(workdir)
+    exercises = load_exercise_log(workdir, config, list(topology.services), as_of)
+    result = simulate.simulate(
+        model_doc,
+        topology,
+        config,
+        progress,
+        functools.partial(readiness.selection_factor, exercises, today=as_of.date())
+        if config.exercises
+        else None,
+    )
     inputs = narrate.build_inputs(
         result["scenarios"], topology, incidents, model_doc, config, _as_of(workdir)
     )
     report.write_json(_stage(workdir) / narrate.INPUTS_FILE, inputs)
     return report.write_json(_stage(workdir) / narrate.FACTS_FILE, result)
+
+
+EXERCISES = "exercises.json"  # in the stage folder: the exercise log as validated
+
+
+def load_exercise_log(
+    workdir: Path, config: RunConfig, services: list[str], as_of: datetime
+) -> list[readiness.Exercise]:
+    """The exercise log of --exercises / the `exercises` param, validated (its rows used or
+    quarantined with a reason: quarantine_exercises.csv) and kept for the report stage."""
+    if not config.exercises:
+        return []
+    used, found, quarantined = readiness.load_exercises(config.exercises, services, as_of)
+    report.write_json(
+        _stage(workdir) / EXERCISES,
+        {"validation": found, "exercises": [e.as_dict() for e in used]},
+    )
+    if quarantined:
+        pd.DataFrame(quarantined).to_csv(Path(workdir) / "quarantine_exercises.csv", index=False)
+    log.info(
+        "exercise log: %d rows read, %d used, %d quarantined",
+        found["rows_read"], found["rows_used"], found["rows_quarantined"],
+    )  # fmt: skip
+    return used
+
+
+def write_readiness(workdir: Path) -> dict[str, Any] | None:
+    """readiness.json from the run's scenarios, owners, incidents and exercise log (none:
+    no exercise log given), with the previous run's scores when fetched
+    (`_stage/previous_readiness.json`)."""
+    workdir = Path(workdir)
+    logged = _stage(workdir) / EXERCISES
+    if not logged.exists():
+        return None
+    exercises = [
+        readiness.Exercise(**(e | {"day": date.fromisoformat(e["day"])}))
+        for e in json.loads(logged.read_text())["exercises"]
+    ]
+    inputs = json.loads((_stage(workdir) / narrate.INPUTS_FILE).read_text())
+    attributes = {
+        s: {"oncall": inputs["oncall"].get(s), "runbook_url": inputs["runbooks"].get(s)}
+        for s in inputs["services"]
+    }
+    previous_file = _stage(workdir) / PREVIOUS_READINESS
+    document = readiness.readiness(
+        json.loads((workdir / "scenarios.json").read_text())["scenarios"],
+        inputs["owners"],
+        attributes,
+        pd.read_parquet(_stage(workdir) / CLEAN_INCIDENTS),
+        exercises,
+        _as_of(workdir),
+        json.loads(previous_file.read_text()) if previous_file.exists() else None,
+    )
+    report.write_json(workdir / "readiness.json", document)
+    return document
+
+
+PREVIOUS_READINESS = "previous_readiness.json"
+
+
+def fetch_previous_readiness(workdir: Path, targets: list[str], conn_id: str | None = None) -> bool:
+    """The latest readiness.json already published at the first object-storage target
+    (the previous run's, before this run publishes), for the scores' trend."""
+    for target in targets:
+        if target == "confluence":
+            continue
+        previous = sources.storage_path(target, conn_id) / "latest" / "readiness.json"
+        if previous.exists():
+            (_stage(workdir) / PREVIOUS_READINESS).write_bytes(previous.read_bytes())
+            return True
+        return False
+    return False
 
 
 def load_topology_only(path: str) -> Topology:
@@ -271,9 +357,11 @@ def run_report(workdir: Path) -> list[Path]:
     validation = json.loads((workdir / "validation.json").read_text())
     inputs = _stage(workdir) / narrate.INPUTS_FILE
     owners = json.loads(inputs.read_text())["owners"] if inputs.exists() else {}
+    readiness_doc = write_readiness(workdir)
     return report.render_reports(
-        workdir, scenarios_doc, model_doc, validation, owners, observe.run_summary(workdir)
-    )
+        workdir, scenarios_doc, model_doc, validation, owners, observe.run_summary(workdir),
+        readiness_doc,
+    )  # fmt: skip
 
 
 def run_publish(
@@ -327,11 +415,15 @@ def run_all(
     out_dir: Path,
     config: RunConfig,
     progress: simulate.Progress | None = None,
+    publish_targets: list[str] | None = None,
 ) -> dict[str, Any]:
     """Every stage in order into out_dir (what `whatif run` does, without publishing);
-    `progress` follows the simulation, the long step on large topologies."""
+    `progress` follows the simulation, the long step on large topologies; the previous
+    readiness.json is looked for at the first of `publish_targets`."""
     out_dir = Path(out_dir)
     as_of = config.effective_as_of
+    if config.exercises and publish_targets:
+        fetch_previous_readiness(out_dir, publish_targets)
     steps = [
         ("extract", lambda: extract(inputs, out_dir, as_of, config.history_days)),
         ("validate", lambda: run_validation(out_dir, as_of, config.history_days)),

@@ -102,11 +102,7 @@ def risk_matrix_svg(scenarios: list[dict[str, Any]]) -> str:
         fontsize=8,
     )
     figure.tight_layout()
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(figure)
-    svg = buffer.getvalue()
-    return svg[svg.index("<svg") :]
+    return _svg(plt, figure)
 
 
 def _scale(axis: Any, set_scale: Any, values: list[float], label: Any) -> None:
@@ -449,5 +445,41 @@ def calibration_svg(model_doc: ModelDoc) -> str | None:
     axes.set_title(f"Calibration of the rate forecasts\n({folds}, held-out)", fontsize=12)
     axes.grid(True, alpha=0.3)
     axes.legend(loc="upper left", bbox_to_anchor=(0.0, 0.92), fontsize=8.5, frameon=True)
+    figure.tight_layout()
+    return _svg(plt, figure)
+
+
+# -- readiness -------------------------------------------------------------------------------
+
+
+def readiness_svg(document: dict[str, Any]) -> str:
+    """Each owner team's readiness score (0-100) as a bar, its previous score as a marker;
+    least ready at the top."""
+    plt = _pyplot()
+    teams = sorted(document["teams"], key=lambda t: (t["score"], t["team"]), reverse=True)
+    figure, axes = plt.subplots(figsize=(WIDTH + 1, 0.45 * len(teams) + 1.4), dpi=100)
+    y = list(range(len(teams)))
+    colours = [
+        BLUISH_GREEN if t["score"] >= 75 else ORANGE if t["score"] >= 50 else VERMILLION
+        for t in teams
+    ]
+    axes.barh(y, [t["score"] for t in teams], color=colours, edgecolor="black", height=0.6)
+    earlier = [
+        (k, t["previous_score"]) for k, t in enumerate(teams) if t["previous_score"] is not None
+    ]
+    if earlier:
+        axes.scatter(
+            [score for _, score in earlier], [k for k, _ in earlier], marker="|", s=300,
+            color="black", zorder=3, label="previous run",
+        )  # fmt: skip
+        axes.legend(loc="lower right", fontsize=8)
+    for k, team in enumerate(teams):
+        axes.annotate(f"{team['score']:.0f}", (team["score"], k), xytext=(4, -3),
+                      textcoords="offset points", fontsize=8)  # fmt: skip
+    axes.set_yticks(y, [t["team"] for t in teams])
+    axes.set_xlim(0, 105)
+    axes.set_xlabel("readiness score (0-100)")
+    axes.set_title("Team readiness (least ready at the top)")
+    axes.grid(True, axis="x", alpha=0.3)
     figure.tight_layout()
     return _svg(plt, figure)

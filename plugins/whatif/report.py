@@ -148,6 +148,7 @@ def render_reports(
     validation: dict[str, Any],
     owners: dict[str, str] | None = None,
     summary: dict[str, Any] | None = None,
+    readiness: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write report.md, report.html, checklists/<team>.md, tabletop/<scenario-id>.md and
     plots/*.svg beside scenarios.json (stale files of an earlier render are removed)."""
@@ -155,6 +156,8 @@ def render_reports(
     edges = [(e.depends_on, e.service) for e in model_doc.edges]
     doc = scenarios_doc.model_dump()
     pictures = pictures_of(scenarios, edges, model_doc)
+    if readiness:
+        pictures["readiness"] = plots.readiness_svg(readiness)
     context = {
         "doc": doc,
         "scenarios": scenarios,
@@ -168,6 +171,7 @@ def render_reports(
         "card": model_card(model_doc),
         "plots": {name: plot_file(name) for name in pictures},
         "summary": summary or {"inputs": {}, "stages": {}, "narration": None},
+        "readiness": readiness,
     }
     markdown = _environment(False)
     written = [out_dir / "report.md", out_dir / "report.html"]

@@ -466,6 +466,7 @@ def select(
     topology: Topology,
     compound: dict[str, Any] | None = None,
     focus: set[str] | None = None,
+    feedback: Callable[[str, str], tuple[float, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Pick the scenarios to report, each tagged with why:
     forced what-ifs; the top risks, spread out (at most two per trigger service, and at most
@@ -477,7 +478,11 @@ def select(
 
     With services in `focus` (an event's), every pick but the forced ones is made among the
     scenarios whose trigger or affected services include one of them; only when those run
-    out do other scenarios fill the report, saying so."""
+    out do other scenarios fill the report, saying so.
+
+    With `feedback` (the exercise log, whatif.readiness.selection_factor), the top risks are
+    ranked by risk times its factor: a trigger that failed a recent exercise or was never
+    exercised moves up, one that passed recently moves down; the reason says which."""
     by_id = {c["id"]: c for c in candidates}
     everything = candidates
     if focus:
@@ -491,9 +496,16 @@ def select(
             "forced": True,
             "selection_reason": "forced what-if (conditioned on this failure)",
         }
-    ranked = sorted(candidates, key=lambda c: (-c["risk_score"], c["id"]))
+    weight = {
+        c["id"]: feedback(_service(c), _mode(c)) if feedback else (1.0, "") for c in candidates
+    }
+    ranked = sorted(candidates, key=lambda c: (-c["risk_score"] * weight[c["id"]][0], c["id"]))
     rank = {c["id"]: i for i, c in enumerate(ranked, start=1)}
-    top_reason = lambda c: f"top risk (rank {rank[c['id']]} of {len(ranked)})"  # noqa: E731
+
+    def top_reason(c: dict[str, Any]) -> str:
+        note = f"; {weight[c['id']][1]}" if weight[c["id"]][1] else ""
+        return f"top risk (rank {rank[c['id']]} of {len(ranked)}{note})"
+
     tail_slots = max(1, k // 4) if k >= 3 else 0
     shared_slots = 1 if k >= 4 else 0
     cap = max(2, -(-k // 3))
@@ -689,7 +701,11 @@ def _overlap_probability(minutes: list[float], window: float) -> float:
 
 
 def simulate(
-    model_doc: ModelDoc, topology: Topology, config: RunConfig, progress: Progress | None = None
+    model_doc: ModelDoc,
+    topology: Topology,
+    config: RunConfig,
+    progress: Progress | None = None,
+    feedback: Callable[[str, str], tuple[float, str]] | None = None,
 ) -> dict[str, Any]:
     """The selected scenarios' facts (no prose yet), most important first, and the summary
     of the simulated horizons."""
@@ -708,7 +724,7 @@ def simulate(
         )
     return {
         "scenarios": select(
-            candidates, forced, config.scenarios, model_doc, topology, compound, focus
+            candidates, forced, config.scenarios, model_doc, topology, compound, focus, feedback
         ),
         "simulation": summary,
     }
