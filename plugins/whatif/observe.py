@@ -100,15 +100,18 @@ def _json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+def inert_text(text: str) -> str:
+    """Text with &, < and > as entities: inert in Markdown (which passes raw HTML through)
+    and in chat posts (Slack's control characters)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def alert_message(
     what: str, dag_id: str, run_id: str | None, detail: str | None, url: str | None
 ) -> dict[str, str]:
     """A chat post ({"text": ...}: Slack, Mattermost, Teams, Google Chat webhooks) about a run
     that failed or overran; <, > and & escaped (Slack's control characters)."""
-
-    def inert(text: str) -> str:
-        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
+    inert = inert_text
     lines = [f":rotating_light: {inert(dag_id)}: {inert(what)}"]
     if run_id:
         lines.append(f"run: {inert(run_id)}")

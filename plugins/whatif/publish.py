@@ -26,7 +26,13 @@ MANIFEST = "manifest.json"
 
 def safe_run_id(run_id: str) -> str:
     """A run id usable as one path segment on every object store."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._") or "run"
+    return safe_segment(run_id, "run")
+
+
+def safe_segment(text: str, empty: str) -> str:
+    """`text` as one path segment on every object store: letters, digits, `.`, `_` and `-`
+    (anything else becomes `_`); `empty` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or empty
 
 
 def publish(
@@ -79,9 +85,7 @@ def chat_message(event: dict[str, Any]) -> dict[str, str]:
     """A chat post ({"text": ...}: Slack, Mattermost, Teams and Google Chat incoming webhooks
     read it) from a publish event's extra: the top scenarios and where the report is.
     Scenario titles may hold any text, so <, > and & are escaped (Slack's control characters)."""
-
-    def inert(text: str) -> str:
-        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    from whatif.observe import inert_text as inert
 
     lines = [f"What-if scenarios ({inert(str(event.get('run_id') or 'latest run'))}):"]
     for number, scenario in enumerate(event.get("top") or [], start=1):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,8 @@ import jinja2
 from markupsafe import Markup
 
 from whatif import plots
+from whatif.observe import inert_text
+from whatif.publish import safe_segment
 from whatif.schemas import ModelDoc, ScenariosDoc
 
 TEMPLATES = Path(
@@ -119,7 +120,7 @@ def _markdown_text(value: Any) -> Any:
     here from validated names) is left as it is."""
     if isinstance(value, Markup) or not isinstance(value, str):
         return value
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return inert_text(value)
 
 
 def _environment(autoescape: bool) -> jinja2.Environment:
@@ -251,7 +252,7 @@ def team_checklists(
 
 def file_name(name: str) -> str:
     """A team or scenario id as a file name (the same on every object store)."""
-    return (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "unnamed") + ".md"
+    return safe_segment(name, "unnamed") + ".md"
 
 
 def _write_each(folder: Path, pages: dict[str, str], suffix: str = ".md") -> list[Path]:
