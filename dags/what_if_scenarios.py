@@ -351,10 +351,11 @@ def _user_errors_fail_fast(function: Callable[..., Any]) -> Callable[..., Any]:
             "incident of a dependency counts as its cascade (0: off)",
         ),
         "half_life_days": Param(
-            0,
-            type="number",
-            minimum=0,
-            description="Recency weighting: an incident this many days old counts half (0: off)",
+            "auto",
+            type="string",
+            pattern=r"^(auto|off|[0-9]+(\.[0-9]+)?)$",
+            description="How fast old history fades from the failure rates: an incident this "
+            "many days old counts half; off: the window's average; auto: chosen from the data",
         ),
         "backtest_horizon_days": Param(
             28, type="number", exclusiveMinimum=0, description="Backtest forecast horizon"

@@ -255,7 +255,11 @@ def test_fit_takes_the_model_settings_and_rejects_bad_ones(run_cli, tmp_path):
     assert doc.backtest.folds == 3
     code, _, err = run_cli("fit", *common, SAMPLE_AS_OF, "--out", "x", "--half-life-days", "-1")
     assert code == 2
-    assert err.strip() == "whatif: error: --half-life-days -1.0: must be positive"
+    assert err.strip() == (
+        "whatif: error: --half-life-days -1: must be positive (use auto, off or a number of days)"
+    )
+    code, _, err = run_cli("fit", *common, SAMPLE_AS_OF, "--out", "x", "--half-life-days", "soon")
+    assert code == 2 and "--half-life-days soon: not a number" in err
 
 
 def test_missing_file_is_one_line_and_exit_2(run_cli, tmp_path):

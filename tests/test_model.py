@@ -62,16 +62,6 @@ def poisson_history(rng: np.random.Generator, rates: np.ndarray, days: int) -> p
     return incidents_frame(rows)
 
 
-def test_gamma_prior_is_recovered_from_many_services():
-    rng = np.random.default_rng(7)
-    true_alpha, true_beta = 2.0, 100.0  # mean 0.02 per day
-    rates = rng.gamma(true_alpha, 1 / true_beta, size=400)
-    counts = rng.poisson(rates * 730)
-    alpha, beta = model.fit_gamma_prior(counts, np.full(400, 730.0))
-    assert alpha / beta == pytest.approx(rates.mean(), rel=0.05)  # the realised fleet mean
-    assert alpha == pytest.approx(true_alpha, rel=0.25)  # the spread between services
-
-
 def test_rate_intervals_are_calibrated_and_no_rate_is_zero():
     rng = np.random.default_rng(11)
     rates = rng.gamma(1.5, 1 / 150.0, size=150)
@@ -370,7 +360,9 @@ def test_a_half_life_weighs_recent_incidents_more():
             }
         )
     history = incidents_frame(rows)
-    plain = {s.service: s for s in model.fit(history, topology, AS_OF, 730, "2024-01-01").services}
+    off = ModelSettings(half_life_days="off")
+    plain_doc = model.fit(history, topology, AS_OF, 730, "2024-01-01", off)
+    plain = {s.service: s for s in plain_doc.services}
     weighted_doc = model.fit(
         history, topology, AS_OF, 730, "2024-01-01", ModelSettings(half_life_days=90)
     )

@@ -260,9 +260,10 @@ def test_the_backtest_records_every_models_calibration_and_draws_it(fitted):
         "nominal central interval",
         "observed share inside",
         "perfectly calibrated",
-        "hierarchical Gamma-Poisson (this model)",
+        "dynamic hierarchical Gamma-Poisson (this model)",
         "baseline: one global rate",
         "baseline: per-service maximum likelihood",
+        "baseline: each service's rate over the last 90 days",
     ):
         assert label in lines
 
@@ -282,4 +283,4 @@ def test_a_calibration_of_an_unknown_model_gets_a_style_of_its_own():
         [], {"status": "done", "calibration": {"hierarchical": points, "new_rule": points}}
     )
     lines = texts(check_svg(plots.calibration_svg, doc))
-    assert "new_rule" in lines and "hierarchical Gamma-Poisson (this model)" in lines
+    assert "new_rule" in lines and "dynamic hierarchical Gamma-Poisson (this model)" in lines

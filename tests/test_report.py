@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 import subprocess
 from pathlib import Path
 
@@ -110,6 +111,65 @@ def test_the_model_card_shows_the_backtest_and_says_when_it_was_not_run(tmp_path
     assert "| **baseline: one global rate** | -0.6 |" in markdown
     assert "**On this history one global rate predicted better.**" in markdown
     assert 'id="model-card"' in html and "<strong>baseline: one global rate</strong>" in html
+
+
+def test_the_model_card_says_plainly_whether_rates_drift_and_where_the_export_has_gaps(tmp_path):
+    out = tmp_path / "out"
+    pipeline.run_all(
+        pipeline.Inputs(
+            incidents=str(write(tmp_path, "incidents.csv", INCIDENTS_CSV)),
+            topology=str(write(tmp_path, "topology.csv", TOPOLOGY_CSV)),
+        ),
+        out,
+        RunConfig(
+            draws=200, scenarios=3, history_days=3650, as_of=datetime(2026, 5, 2, tzinfo=UTC)
+        ),
+    )
+    model = json.loads((out / "model.json").read_text())
+    # Four months of history are too short to choose a half-life: it says so.
+    assert model["rates"]["half_life_days"] is None
+    markdown = (out / "report.md").read_text()
+    assert "every day of the window counts the same (the history is too short" in markdown
+    assert f"- **Drift:** {model['rates']['drift']['statement']}" in markdown
+
+    # A drifting fleet with a hole in its export, as model.json records it.
+    model["rates"] = {
+        "model": "dynamic hierarchical Gamma-Poisson",
+        "half_life_days": 90.0,
+        "dispersion": 4.0,
+        "chosen_by": "log score",
+        "reason": "rolling-origin log score of 286 service forecasts of 28 days at 22 origins",
+        "evaluations": 286,
+        "gaps": [
+            {"start": "2023-05-17T12:00:00+00:00", "end": "2023-06-28T12:00:00+00:00", "days": 42}
+        ],
+        "drift": {
+            "recent_days": 90.0,
+            "detected": True,
+            "statement": "Drift detected: the last 90 days' root-failure rate is 1.80× the "
+            "730-day window's (90 % interval 1.50–2.10×); the rates follow it with a half-life "
+            "of 90 days (chosen by the rolling-origin log score).",
+            "ratio": 1.8,
+            "ratio_p05": 1.5,
+            "ratio_p95": 2.1,
+            "largest_changes": [
+                {
+                    "service": "api",
+                    "current_rate_per_day": 0.2,
+                    "window_rate_per_day": 0.1,
+                    "ratio": 2.0,
+                }
+            ],
+        },
+    }
+    (out / "model.json").write_text(json.dumps(model))
+    pipeline.run_report(out)
+    for page in ((out / "report.md").read_text(), (out / "report.html").read_text()):
+        assert "an incident 90 days old counts half (chosen by the rolling-origin log score" in page
+        assert "varied by ±50 %" in page  # dispersion 4: one standard deviation 1/sqrt(4)
+        assert "Drift detected: the last 90 days" in page and "rate is 1.80× the 730-day" in page
+        assert "api 6.0 against 3.0 (×2.0)" in page
+        assert "no incident at all from 2023-05-17 to 2023-06-28 (42 days)" in page
 
 
 CHROMIUM = next(

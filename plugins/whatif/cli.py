@@ -101,10 +101,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--half-life-days",
-        type=float,
-        default=None,
-        metavar="D",
-        help="weigh recent history more: an incident D days old counts half (default: off)",
+        default="auto",
+        metavar="auto|off|D",
+        help="how fast old history fades from the failure rates: an incident D days old counts "
+        "half; off: the window's average; auto (default): chosen by the rolling-origin log "
+        "score of the history",
     )
     parser.add_argument(
         "--backtest-horizon-days",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import UTC, date, datetime, timedelta
 
 from whatif.errors import UserError
@@ -86,12 +87,39 @@ class LLMSettings:
             raise UserError("LLM retries must be >= 0 and the breaker threshold >= 1")
 
 
+HALF_LIFE_AUTO = "auto"  # chosen from the data (docs/model.md section 3)
+HALF_LIFE_OFF = "off"  # no discounting: the window's average rate
+
+
+def parse_half_life(value: object) -> float | str:
+    """--half-life-days / the DAG param: "auto", "off" (also 0, "none") or a positive number
+    of days."""
+    text = str(value).strip().lower() if value is not None else HALF_LIFE_AUTO
+    if text in ("", HALF_LIFE_AUTO):
+        return HALF_LIFE_AUTO
+    if text in (HALF_LIFE_OFF, "none", "0", "0.0"):
+        return HALF_LIFE_OFF
+    try:
+        days = float(text)
+    except ValueError:
+        raise UserError(
+            f"--half-life-days {value}: not a number", hint="use auto, off or a number of days"
+        ) from None
+    if not math.isfinite(days) or days <= 0:
+        raise UserError(
+            f"--half-life-days {value}: must be positive", hint="use auto, off or a number of days"
+        )
+    return days
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSettings:
     """How the failure models are fitted (docs/model.md)."""
 
     cascade_window_minutes: float = 30.0  # infer a cascade from a dependency this recent
-    half_life_days: float | None = None  # recency weighting of the history; None: off
+    # How fast old history fades from the rates: "auto" (chosen by the rolling-origin log
+    # score), "off" (the window's average) or a half-life in days.
+    half_life_days: float | str = HALF_LIFE_AUTO
     backtest_horizon_days: float = 28.0
     backtest_folds: int = 6  # 0: no backtest
 
@@ -100,8 +128,7 @@ class ModelSettings:
             raise UserError(
                 f"--cascade-window-minutes {self.cascade_window_minutes}: must be 0 (off) or more"
             )
-        if self.half_life_days is not None and self.half_life_days <= 0:
-            raise UserError(f"--half-life-days {self.half_life_days}: must be positive")
+        object.__setattr__(self, "half_life_days", parse_half_life(self.half_life_days))
         if self.backtest_horizon_days <= 0:
             raise UserError(
                 f"--backtest-horizon-days {self.backtest_horizon_days}: must be positive"
@@ -109,7 +136,14 @@ class ModelSettings:
         if self.backtest_folds < 0:
             raise UserError(f"--backtest-folds {self.backtest_folds}: must be 0 (off) or more")
 
-    def as_dict(self) -> dict[str, float | int | None]:
+    @property
+    def fixed_half_life(self) -> float | None:
+        """The half-life the user fixed (math.inf for "off"), or None when it is chosen."""
+        if self.half_life_days == HALF_LIFE_AUTO:
+            return None
+        return math.inf if self.half_life_days == HALF_LIFE_OFF else float(self.half_life_days)
+
+    def as_dict(self) -> dict[str, float | int | str | None]:
         return dataclasses.asdict(self)
 
 
@@ -236,7 +270,7 @@ def config_from_params(params: dict[str, object], as_of: datetime | None) -> Run
         llm=LLMSettings(url=text("llm_url"), model=text("llm_model")),
         model=ModelSettings(
             cascade_window_minutes=number("cascade_window_minutes", 30.0),
-            half_life_days=number("half_life_days", 0.0) or None,
+            half_life_days=parse_half_life(params.get("half_life_days")),
             backtest_horizon_days=number("backtest_horizon_days", 28.0),
             backtest_folds=int(number("backtest_folds", 6)),
         ),

@@ -2,8 +2,9 @@
 
 Most services have few incidents, so every estimate borrows strength from the whole fleet:
 - root attribution: `caused_by`, else a dependency incident that started shortly before;
-- rates: hierarchical Gamma-Poisson with per-service exposure; the Gamma prior is fitted by
-  marginal likelihood (empirical Bayes), each service's posterior is Gamma(alpha + n, beta + T);
+- rates: dynamic hierarchical Gamma-Poisson with per-service exposure (whatif.rates): recent
+  history counts more, at a half-life chosen from the data, and the fleet's Gamma prior is
+  fitted by marginal likelihood (empirical Bayes);
 - cascades per edge: Beta-Binomial with an empirical-Bayes Beta prior per dependency criticality;
 - durations (detect, acknowledge, resolve): log-normal with the service means shrunk towards the
   fleet mean;
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from whatif import rates
 from whatif.config import ModelSettings
 from whatif.schemas import FAILURE_MODES, SEVERITIES, ModelDoc
 from whatif.topology import Topology
@@ -213,60 +215,6 @@ def exposure_starts(
     window_days = (end - start) / pd.Timedelta(days=1)
     begins = np.where(np.isnan(created_days), 0.0, np.minimum(created_days, first))
     return np.clip(begins, 0.0, window_days)
-
-
-def weighted_counts(
-    days: np.ndarray,
-    svc: np.ndarray,
-    begins: np.ndarray,
-    window: tuple[float, float],
-    half_life_days: float | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts and exposures (days) per service for events at `days` (since the fit's origin)
-    inside `window` = (from, to); with a half-life, each event and each day of exposure
-    weighs 0.5 ** (age / half_life) at `to` (a power prior on the older history)."""
-    low, high = window
-    inside = (days >= low) & (days < high)
-    begin = np.clip(np.maximum(begins, low), low, high)
-    if half_life_days:
-        decay = math.log(2.0) / half_life_days
-        weights = np.exp(-decay * (high - days[inside]))
-        exposure = (1.0 - np.exp(-decay * (high - begin))) / decay
-    else:
-        weights = np.ones(int(inside.sum()))
-        exposure = high - begin
-    counts = np.bincount(svc[inside], weights=weights, minlength=len(begins))
-    return counts, exposure
-
-
-def negative_binomial_loglik(
-    counts: np.ndarray, exposure: np.ndarray, alpha: float, beta: float
-) -> np.ndarray:
-    """log NegBin(n; alpha, beta / (beta + T)) per service, for real-valued (weighted) counts."""
-    return (
-        special.gammaln(counts + alpha)
-        - special.gammaln(alpha)
-        - special.gammaln(counts + 1.0)
-        + alpha * np.log(beta / (beta + exposure))
-        + special.xlogy(counts, exposure / (beta + exposure))
-    )
-
-
-def fit_gamma_prior(counts: np.ndarray, exposure: np.ndarray) -> tuple[float, float]:
-    """Empirical-Bayes Gamma(alpha, beta) prior on rates: maximise the negative-binomial
-    marginal likelihood of the per-service counts."""
-    counts, exposure = np.asarray(counts, float), np.asarray(exposure, float)
-    mean_rate = max(counts.sum() / max(exposure.sum(), 1e-9), 1e-6)
-
-    def negative_log_likelihood(log_params: np.ndarray) -> float:
-        alpha, beta = np.exp(log_params)
-        return -float(negative_binomial_loglik(counts, exposure, alpha, beta).sum())
-
-    start = np.log([1.0, 1.0 / mean_rate])
-    bounds = [(math.log(1e-2), math.log(1e3)), (math.log(1e-2), math.log(1e8))]
-    result = optimize.minimize(negative_log_likelihood, start, bounds=bounds, method="L-BFGS-B")
-    alpha, beta = np.exp(result.x)
-    return float(alpha), float(beta)
 
 
 def gamma_interval(shape: np.ndarray, rate: np.ndarray) -> dict[str, np.ndarray]:
@@ -570,19 +518,19 @@ def fit(
     svc = attributed["svc"].to_numpy()
     is_root = (attributed["how"] == "root").to_numpy()
     begins = exposure_starts(attributed, topology, start, end)
-    window = (0.0, days)
-    total, exposure = weighted_counts(t_days, svc, begins, window, settings.half_life_days)
-    root, _ = weighted_counts(
-        t_days[is_root], svc[is_root], begins, window, settings.half_life_days
+    gaps = rates.find_gaps(_incident_days(attributed, start), days)
+    root_events = rates.Events(t_days[is_root], svc[is_root], begins, gaps)
+    fitted = rates.fit_rates(
+        root_events,
+        rates.Events(t_days, svc, begins, gaps),
+        days,
+        settings.backtest_horizon_days,
+        settings.fixed_half_life,
     )
     raw_total = np.bincount(svc, minlength=topology.size)
     raw_root = np.bincount(svc[is_root], minlength=topology.size)
-
-    alpha_all, beta_all = fit_gamma_prior(total, exposure)
-    alpha_root, beta_root = fit_gamma_prior(root, exposure)
-    incident_rate = gamma_interval(alpha_all + total, beta_all + exposure)
-    root_shape, root_rate = alpha_root + root, beta_root + exposure
-    root_rate_interval = gamma_interval(root_shape, root_rate)
+    incident_rate = gamma_interval(fitted.incident_shape, fitted.incident_rate)
+    root_rate_interval = gamma_interval(fitted.root_shape, fitted.root_rate)
 
     roots = attributed[is_root]
     modes = shrunk_mix(
@@ -615,10 +563,11 @@ def fit(
             name,
             raw_total,
             raw_root,
-            days - begins,  # raw days, like the counts beside them (not recency-weighted)
+            fitted.exposure_days,  # raw days, like the counts beside them (not discounted)
             incident_rate,
             root_rate_interval,
-            (root_shape, root_rate),
+            (fitted.root_shape, fitted.root_rate),
+            fitted.predictive_shape,
             durations,
             severities,
             modes,
@@ -665,8 +614,8 @@ def fit(
                 "inferred": int(how.get("inferred", 0)),
             },
             "priors": {
-                "incident_rate": {"alpha": alpha_all, "beta": beta_all},
-                "root_rate": {"alpha": alpha_root, "beta": beta_root},
+                "incident_rate": dict(zip(("alpha", "beta"), fitted.incident_prior, strict=True)),
+                "root_rate": dict(zip(("alpha", "beta"), fitted.root_prior, strict=True)),
                 **propagation_priors,
                 **{f"{name}_log_minutes": prior for name, (*_, prior) in durations.items()},
                 "concentration": {
@@ -676,11 +625,44 @@ def fit(
             },
             "time_multipliers": time_multipliers(roots, start, end),
             "load": fit_load_elasticity(roots),
-            "backtest": backtest.run(attributed, begins, start, end, history_days, settings),
+            "rates": _rate_section(fitted, root_events, start, days, services),
+            "backtest": backtest.run(fitted, root_events, start, settings),
             "services": service_rows,
             "edges": edge_rows,
         }
     )
+
+
+def _incident_days(attributed: pd.DataFrame, start: pd.Timestamp) -> np.ndarray:
+    """The days (since the window start) on which some incident started, each once: the
+    events of the gap test (incidents cluster: one on ten services, or ten in a bad
+    afternoon, are one sign that the export was recording that day)."""
+    days = np.floor((attributed["t"].to_numpy() - start.to_datetime64()) / DAY)
+    return np.unique(days) + 0.5
+
+
+def _rate_section(
+    fitted: rates.RateFit,
+    roots: rates.Events,
+    start: pd.Timestamp,
+    days: float,
+    services: tuple[str, ...],
+) -> dict[str, Any]:
+    """model.json "rates": how the rate model was chosen, the export's gaps, and drift."""
+
+    def when(day: float) -> str:
+        return (start + pd.Timedelta(days=day)).isoformat()
+
+    return {
+        "model": "dynamic hierarchical Gamma-Poisson",
+        **fitted.choice.as_dict(),
+        "horizon_days": fitted.lattice.horizon,
+        "gaps": [
+            {"start": when(low), "end": when(high), "days": _round(high - low)}
+            for low, high in roots.gaps
+        ],
+        "drift": rates.drift(roots, fitted, days, services),
+    }
 
 
 def _inference_window(incidents: pd.DataFrame, settings: ModelSettings) -> tuple[float, str]:
@@ -723,6 +705,7 @@ def _service_row(
     incident_rate: dict[str, np.ndarray],
     root_rate_interval: dict[str, np.ndarray],
     posterior: tuple[np.ndarray, np.ndarray],
+    predictive_shape: np.ndarray,
     durations: dict[str, tuple[np.ndarray, float, np.ndarray, dict[str, float | str]]],
     severities: np.ndarray,
     modes: np.ndarray,
@@ -742,6 +725,10 @@ def _service_row(
         "incident_rate_per_day": _pick(incident_rate, i),
         "root_rate_per_day": _pick(root_rate_interval, i),
         "root_rate_posterior": {"shape": float(posterior[0][i]), "rate": float(posterior[1][i])},
+        "root_rate_predictive": {
+            "shape": float(predictive_shape[i]),
+            "rate": float(predictive_shape[i] * posterior[1][i] / posterior[0][i]),
+        },
         "root_rate_by_mode_per_day": _mix(modes[i] * root_mean, FAILURE_MODES),
         "mttr_minutes": _lognormal_percentiles(mu[i], sigma),
         "mttr_source": source,

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from whatif.schemas import ModelDoc
+from whatif.schemas import ModelDoc, backtest_label
 
 VERMILLION = "#D55E00"
 ORANGE = "#E69F00"
@@ -28,13 +28,14 @@ BLUE = "#0072B2"
 REDDISH_PURPLE = "#CC79A7"
 GREY = "#555555"
 SEVERITY_COLOURS = {"SEV1": VERMILLION, "SEV2": ORANGE, "SEV3": BLUE, "SEV4": BLUISH_GREEN}
-# The backtest's models (whatif.backtest.MODELS): colour, marker, label.
+# The backtest's models (whatif.backtest.MODELS): colour and marker.
 BACKTEST_STYLES = {
-    "hierarchical": (BLUE, "o", "hierarchical Gamma-Poisson (this model)"),
-    "global_rate": (ORANGE, "s", "baseline: one global rate"),
-    "per_service_ml": (BLUISH_GREEN, "^", "baseline: per-service maximum likelihood"),
+    "hierarchical": (BLUE, "o"),
+    "global_rate": (ORANGE, "s"),
+    "per_service_ml": (BLUISH_GREEN, "^"),
+    "recent_rate": (VERMILLION, "D"),
 }
-OTHER_STYLES = ((REDDISH_PURPLE, "D"), (SKY_BLUE, "v"), (VERMILLION, "P"))
+OTHER_STYLES = ((REDDISH_PURPLE, "P"), (SKY_BLUE, "v"), (GREY, "X"))
 WIDTH = 5.5  # inches
 
 
@@ -412,7 +413,8 @@ def calibration_svg(model_doc: ModelDoc) -> str | None:
     known = [name for name in BACKTEST_STYLES if name in backtest.calibration]
     for name in known + sorted(set(backtest.calibration) - set(known)):
         points = backtest.calibration[name]
-        colour, marker, label = BACKTEST_STYLES.get(name) or (*next(others), name)
+        colour, marker = BACKTEST_STYLES.get(name) or next(others)
+        label = backtest_label(name)
         axes.plot(
             [p.nominal for p in points],
             [p.observed for p in points],

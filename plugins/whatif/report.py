@@ -11,6 +11,7 @@ incident or LLM text can inject markup.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from markupsafe import Markup
 from whatif import plots
 from whatif.observe import inert_text
 from whatif.publish import safe_segment
-from whatif.schemas import ModelDoc, ScenariosDoc
+from whatif.schemas import BACKTEST_MODELS, ModelDoc, ScenariosDoc, backtest_label
 
 TEMPLATES = Path(
     os.environ.get("WHATIF_TEMPLATES_DIR")
@@ -58,13 +59,6 @@ def mermaid_cascade(scenario: dict[str, Any], edges: list[tuple[str, str]]) -> s
     return "\n".join(lines)
 
 
-BACKTEST_LABELS = {
-    "hierarchical": "hierarchical Gamma-Poisson (this model)",
-    "global_rate": "baseline: one global rate",
-    "per_service_ml": "baseline: per-service maximum likelihood",
-}
-
-
 def model_card(model_doc: ModelDoc) -> dict[str, Any]:
     """The facts of the model card: what was fitted on what, and how well it forecast."""
     doc = model_doc.model_dump()
@@ -89,8 +83,8 @@ def model_card(model_doc: ModelDoc) -> dict[str, Any]:
     backtest = doc["backtest"] or {"status": "skipped", "reason": "not run (an older model.json)"}
     scores = backtest.get("scores") or {}
     rows = [
-        {"name": name, "label": label, **scores[name]}
-        for name, label in BACKTEST_LABELS.items()
+        {"name": name, "label": backtest_label(name), **scores[name]}
+        for name in BACKTEST_MODELS
         if name in scores
     ]
     return {
@@ -111,6 +105,36 @@ def model_card(model_doc: ModelDoc) -> dict[str, Any]:
         "settings": doc["settings"] or {},
         "backtest": backtest,
         "backtest_rows": rows,
+        "rates": _rate_card(doc["rates"]),
+    }
+
+
+def _rate_card(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The rate model's choice in words: what the card says about drift and gaps."""
+    if not section:
+        return None  # a model.json written before the rate model was dynamic
+    half_life = section["half_life_days"]
+    dispersion = section["dispersion"]
+    how = {
+        "log score": f"chosen by the {section['reason']}",
+        "fixed": "set by the half-life setting",
+        "default": section["reason"],
+    }[section["chosen_by"]]
+    return {
+        "memory": (
+            f"recent history counts more: an incident {half_life:g} days old counts half ({how})"
+            if half_life is not None
+            else f"every day of the window counts the same ({how})"
+        ),
+        "dispersion": (
+            "incidents come in bursts beyond chance: the forecasts are widened as if the rate "
+            f"of each {section.get('horizon_days') or 28:g}-day period varied by "
+            f"±{100 / math.sqrt(dispersion):.0f} %"
+            if dispersion is not None
+            else None
+        ),
+        "drift": section.get("drift") or {},
+        "gaps": section.get("gaps") or [],
     }
 
 

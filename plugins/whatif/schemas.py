@@ -121,6 +121,9 @@ class ServiceModel(_Strict):
     # Added within schema version 1 (optional, so earlier files still read):
     exposure_days: float | None = Field(default=None, ge=0)
     root_rate_by_mode_per_day: dict[str, float] | None = None
+    # The rate's distribution over the next horizon, with the over-dispersion folded in (same
+    # mean as the posterior): what the simulation integrates over. None in older files.
+    root_rate_predictive: GammaPosterior | None = None
     mttd_minutes: Percentiles | None = None  # None: the input has no detected_at
     mtta_minutes: Percentiles | None = None  # None: the input has no acknowledged_at
 
@@ -169,12 +172,33 @@ class LoadModel(_Strict):
     source: Literal["data", "default"]
 
 
+# The backtest's models (keys of model.json backtest.scores): the rate model and its baselines.
+BACKTEST_MODELS: tuple[str, ...] = ("hierarchical", "global_rate", "per_service_ml", "recent_rate")
+BACKTEST_LABELS = {
+    "hierarchical": "dynamic hierarchical Gamma-Poisson (this model)",
+    "global_rate": "one global rate",
+    "per_service_ml": "per-service maximum likelihood",
+    "recent_rate": "each service's rate over the last 90 days",  # whatif.rates.RECENT_DAYS
+}
+
+
+def backtest_label(name: str) -> str:
+    """A backtest model's name in tables and legends: the baselines say so (a name this
+    version does not know is shown as it is)."""
+    if name not in BACKTEST_LABELS or name == BACKTEST_MODELS[0]:
+        return BACKTEST_LABELS.get(name, name)
+    return f"baseline: {BACKTEST_LABELS[name]}"
+
+
 class BacktestScore(_Strict):
     log_score: float
     coverage_90: float = Field(ge=0, le=1)
     predicted_total: float = Field(ge=0)
     observed_total: int = Field(ge=0)
     zero_probability_outcomes: int = Field(ge=0)
+    # Added within schema version 1: the randomised-PIT share inside the central 90 % interval
+    # (not inflated by the discreteness of small counts, unlike coverage_90).
+    pit_coverage_90: float | None = Field(default=None, ge=0, le=1)
 
 
 class BacktestComparison(_Strict):
@@ -204,6 +228,51 @@ class Backtest(_Strict):
     verdict: str | None = None
     # Added within schema version 1 (optional, so earlier files still read):
     calibration: dict[str, list[CalibrationPoint]] | None = None  # model -> coverage by level
+    # Per fold, the half-life and dispersion the model chose from the history before it.
+    choices: list[dict[str, float | None]] | None = None
+
+
+class RateChange(_Strict):
+    service: str
+    current_rate_per_day: float = Field(ge=0)
+    window_rate_per_day: float = Field(ge=0)
+    ratio: float = Field(ge=0)
+
+
+class Drift(_Strict):
+    """The fleet's recent root-failure rate against the window's."""
+
+    recent_days: float = Field(gt=0)
+    detected: bool
+    statement: str
+    recent_rate_per_day: float | None = Field(default=None, ge=0)
+    window_rate_per_day: float | None = Field(default=None, ge=0)
+    ratio: float | None = Field(default=None, ge=0)
+    ratio_p05: float | None = Field(default=None, ge=0)
+    ratio_p95: float | None = Field(default=None, ge=0)
+    largest_changes: list[RateChange] = []
+
+
+class Gap(_Strict):
+    """A silence of the whole fleet too long to be chance: not counted as exposure."""
+
+    start: str
+    end: str
+    days: float = Field(ge=0)
+
+
+class RateModel(_Strict):
+    """How the rate model's half-life and dispersion were chosen (docs/model.md section 3)."""
+
+    model: str
+    half_life_days: float | None  # None: no discounting (the window's average)
+    dispersion: float | None  # None: no extra-Poisson variation
+    chosen_by: Literal["log score", "fixed", "default"]
+    reason: str
+    evaluations: int = Field(ge=0)
+    horizon_days: float | None = Field(default=None, gt=0)  # of the forecasts scored
+    gaps: list[Gap] = []
+    drift: Drift | None = None
 
 
 class Window(_Strict):
@@ -220,10 +289,11 @@ class ModelDoc(_Strict):
     services: list[ServiceModel]
     edges: list[EdgeModel]
     # Added within schema version 1 (optional, so earlier files still read):
-    settings: dict[str, float | int | None] | None = None
+    settings: dict[str, float | int | str | None] | None = None
     attribution: Attribution | None = None
     time_multipliers: TimeMultipliers | None = None
     load: LoadModel | None = None
+    rates: RateModel | None = None
     backtest: Backtest | None = None
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from whatif import cascade, model
 from whatif.config import RunConfig, WhatIf
 from whatif.errors import UserError
-from whatif.schemas import FAILURE_MODES, SEVERITIES, ModelDoc
+from whatif.schemas import FAILURE_MODES, SEVERITIES, GammaPosterior, ModelDoc, ServiceModel
 from whatif.topology import Topology
 
 SEVERITY_WEIGHT = {"SEV1": 4.0, "SEV2": 2.0, "SEV3": 1.0, "SEV4": 0.5}
@@ -198,8 +198,8 @@ def model_arrays(model_doc: ModelDoc, topology: Topology) -> dict[str, np.ndarra
     severity = np.array([[s.severity_probabilities[k] for k in SEVERITIES] for s in services])
     slo = topology.attributes["slo_target"].to_numpy(float)
     return {
-        "shape": np.array([s.root_rate_posterior.shape for s in services]),
-        "rate": np.array([s.root_rate_posterior.rate for s in services]),
+        "shape": np.array([_rate_distribution(s).shape for s in services]),
+        "rate": np.array([_rate_distribution(s).rate for s in services]),
         "modes": np.array([[s.failure_modes[m] for m in FAILURE_MODES] for s in services]),
         "mu": np.array([s.duration_minutes_lognormal.mu for s in services]),
         "sigma": np.array([s.duration_minutes_lognormal.sigma for s in services]),
@@ -212,6 +212,12 @@ def model_arrays(model_doc: ModelDoc, topology: Topology) -> dict[str, np.ndarra
             [e.posterior.alpha / (e.posterior.alpha + e.posterior.beta) for e in edges]
         ),
     }
+
+
+def _rate_distribution(service: ServiceModel) -> GammaPosterior:
+    """The Gamma the simulation integrates the root-failure rate over: the predictive (with
+    the over-dispersion), or the posterior of a model.json written before it existed."""
+    return service.root_rate_predictive or service.root_rate_posterior
 
 
 def check_model_matches(model_doc: ModelDoc, topology: Topology, model_path: str) -> None:
