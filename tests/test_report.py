@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -61,16 +61,22 @@ def test_mermaid_cascade_draws_failure_flow_among_affected_services():
     assert "web" not in text and "cache" not in text
 
 
-def test_the_model_card_shows_the_backtest_and_says_when_it_was_not_run(tmp_path):
-    out = tmp_path / "out"
+def small_run(folder: Path, **settings) -> Path:
+    """The small shop run end to end into folder/out with a few draws."""
+    out = folder / "out"
     pipeline.run_all(
         pipeline.Inputs(
-            incidents=str(write(tmp_path, "incidents.csv", INCIDENTS_CSV)),
-            topology=str(write(tmp_path, "topology.csv", TOPOLOGY_CSV)),
+            incidents=str(write(folder, "incidents.csv", INCIDENTS_CSV)),
+            topology=str(write(folder, "topology.csv", TOPOLOGY_CSV)),
         ),
         out,
-        RunConfig(draws=200, scenarios=3, history_days=3650, model=ModelSettings(backtest_folds=0)),
+        RunConfig(draws=200, scenarios=3, history_days=3650, **settings),
     )
+    return out
+
+
+def test_the_model_card_shows_the_backtest_and_says_when_it_was_not_run(tmp_path):
+    out = small_run(tmp_path, model=ModelSettings(backtest_folds=0))
     markdown = (out / "report.md").read_text()
     model = json.loads((out / "model.json").read_text())
     assert "## Model card" in markdown and "### Backtest" in markdown
@@ -114,17 +120,7 @@ def test_the_model_card_shows_the_backtest_and_says_when_it_was_not_run(tmp_path
 
 
 def test_the_model_card_says_plainly_whether_rates_drift_and_where_the_export_has_gaps(tmp_path):
-    out = tmp_path / "out"
-    pipeline.run_all(
-        pipeline.Inputs(
-            incidents=str(write(tmp_path, "incidents.csv", INCIDENTS_CSV)),
-            topology=str(write(tmp_path, "topology.csv", TOPOLOGY_CSV)),
-        ),
-        out,
-        RunConfig(
-            draws=200, scenarios=3, history_days=3650, as_of=datetime(2026, 5, 2, tzinfo=UTC)
-        ),
-    )
+    out = small_run(tmp_path, as_of=datetime(2026, 5, 2, tzinfo=UTC))
     model = json.loads((out / "model.json").read_text())
     # Four months of history are too short to choose a half-life: it says so.
     assert model["rates"]["half_life_days"] is None

@@ -59,8 +59,8 @@ def run(
             "reason": f"the history covers {window_days:.0f} days; two {horizon:g}-day folds "
             f"after the minimum training period need {needed:.0f}",
         }
-    parts = [_fold(lattice, roots, j, settings.fixed_half_life) for j in folds]
-    parts = [p for p in parts if len(p["observed"])]
+    parts = [_fold(lattice, roots, j, settings.fixed_half_life) | {"point": j} for j in folds]
+    parts = [p for p in parts if len(p["observed"])]  # a fold inside a gap forecasts nothing
     if len(parts) < 2:
         return {
             "status": "skipped",
@@ -81,8 +81,11 @@ def run(
         "status": "done",
         "target": "root incidents per service",
         "horizon_days": horizon,
-        "folds": len(folds),
-        "origins": [(start + pd.Timedelta(days=lattice.points[j])).isoformat() for j in folds],
+        "folds": len(parts),
+        "origins": [
+            (start + pd.Timedelta(days=float(lattice.points[p["point"]]))).isoformat()
+            for p in parts
+        ],
         "services": int(np.unique(np.concatenate([p["services"] for p in parts])).size),
         "evaluations": len(observed),
         "scores": summary,
