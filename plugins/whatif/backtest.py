@@ -131,9 +131,10 @@ def _fold(
     recent_n, recent_t = roots.window_totals(origin - rates.RECENT_DAYS, origin)
     recent_n, recent_t = recent_n[scored], recent_t[scored]
     # Jeffreys' (n + 1/2) / T: a quiet quarter is not a promise of no failure at all.
-    recent_mean = np.where(
-        recent_t > 0, (recent_n + 0.5) / np.maximum(recent_t, 1e-9), (n + 0.5) / big_t
-    ) * span
+    recent_mean = (
+        np.where(recent_t > 0, (recent_n + 0.5) / np.maximum(recent_t, 1e-9), (n + 0.5) / big_t)
+        * span
+    )
     global_mean = np.full(len(y), n.sum() / big_t.sum() * span)
     ml_mean = n / big_t * span
     return {
