@@ -108,21 +108,28 @@ def judge(facts: dict, model: dict) -> dict:
     ours = backtest["scores"]["hierarchical"]
     bias = ours["predicted_total"] / max(ours["observed_total"], 1) - 1
     differences = backtest["comparison"]
+    pit = ours.get("pit_coverage_90")
+    if pit is None:  # an engine before pit_coverage_90: the same figure from its calibration
+        pit = next(
+            p["observed"] for p in backtest["calibration"]["hierarchical"] if p["nominal"] == 0.9
+        )
     targeted = facts["span_days"] >= MIN_SPAN_DAYS
     low, high = COVERAGE_TARGET
     return {
         "targeted": targeted,
         "evaluations": backtest["evaluations"],
         "coverage": ours["coverage_90"],
-        "pit": ours["pit_coverage_90"],
+        "pit": pit,
         "predicted": ours["predicted_total"],
         "observed": ours["observed_total"],
         "bias": bias,
         "log_score": ours["log_score"],
-        "differences": {name: differences[name] for name in BASELINES},
-        "coverage_met": low <= ours["pit_coverage_90"] <= high,
+        "differences": {name: differences.get(name) for name in BASELINES},
+        "coverage_met": low <= pit <= high,
         "bias_met": abs(bias) <= BIAS_TARGET,
-        "beats_all": all(differences[n]["log_score_difference"] > 0 for n in BASELINES),
+        "beats_all": all(
+            differences.get(n) and differences[n]["log_score_difference"] > 0 for n in BASELINES
+        ),
         "choices": backtest.get("choices") or [],
     }
 
@@ -151,14 +158,16 @@ def table(rows: list[dict]) -> list[str]:
         if "skipped" in judged:
             lines.append(f"{head} | backtest skipped: {judged['skipped']} |||||||||")
             continue
-        rates = result["model"]["rates"]
+        rates = result["model"].get("rates") or {"half_life_days": None, "dispersion": None}
         targeted = judged["targeted"]
         diffs = " | ".join(
-            f"{d['log_score_difference']:+.3f} ± {d['standard_error']:.3f}"
+            "n/a (not in this engine)"
+            if d is None
+            else f"{d['log_score_difference']:+.3f} ± {d['standard_error']:.3f}"
             + (f" {_mark(d['log_score_difference'] > 0, targeted)}" if targeted else "")
             for d in judged["differences"].values()
         )
-        gaps = "; ".join(f"{g['start'][:10]} to {g['end'][:10]}" for g in rates["gaps"])
+        gaps = "; ".join(f"{g['start'][:10]} to {g['end'][:10]}" for g in rates.get("gaps", []))
         lines.append(
             f"{head} {judged['evaluations']} | {judged['pit']:.2f} "
             f"{_mark(judged['coverage_met'], targeted)} / {judged['coverage']:.2f} | "
@@ -181,7 +190,7 @@ def details(rows: list[dict]) -> list[str]:
         if "model" not in result:
             continue
         model = result["model"]
-        rates = model["rates"]
+        rates = model.get("rates") or {"reason": "n/a", "drift": {"statement": "n/a"}}
         choices = "; ".join(
             _choice(c["half_life_days"], c["dispersion"]) for c in row["judged"].get("choices", [])
         )

@@ -10,16 +10,27 @@ the incident of the parent that reached it first.
 
 The same seed gives the same topology, truth and failures for every `days` and for both
 variants of `with_caused_by` (the variant only blanks the links).
+
+`sample_history` gives a second truth: the sample generator's (include/data/generate_sample.py),
+whose fixed edge probabilities fall in two classes, hard and soft, that are not one Beta each.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.util
+import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
+from whatif import ingest
 from whatif.schemas import FAILURE_MODES, INCIDENT_OPTIONAL, INCIDENT_REQUIRED, SEVERITIES
+from whatif.topology import Topology
 
 AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -217,4 +228,63 @@ def synthetic_history(seed: int, days: int, with_caused_by: bool = True) -> Synt
         failures=pd.Series(np.bincount(service, minlength=n_services), index=names),
         days=days,
         data_start=start_of_window.isoformat(),
+    )
+
+
+# --- the sample generator's truth -------------------------------------------------------------
+
+SAMPLE_GENERATOR = Path(__file__).resolve().parents[1] / "include" / "data" / "generate_sample.py"
+SAMPLE_AS_OF = datetime(2026, 11, 1, tzinfo=UTC)  # the end of the generator's period
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleHistory:
+    topology: Topology
+    incidents: pd.DataFrame  # as validation hands them to model.fit: inside the window
+    propagation: pd.Series  # true probability, indexed by (depends_on, service)
+    days: int
+    data_start: str  # the earliest incident of the whole export, as validation reports it
+
+
+@functools.cache
+def sample_generator() -> ModuleType:
+    """include/data/generate_sample.py as a module (registered first: its dataclasses look
+    their module up while it loads)."""
+    spec = importlib.util.spec_from_file_location("generate_sample", SAMPLE_GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def sample_history(seed: int, days: int) -> SampleHistory:
+    """The sample generator's history for `seed`, read as the pipeline reads the sample's CSV
+    files, with the `days` up to SAMPLE_AS_OF that a fit of that window uses.
+
+    Its truth: the sample's 28 services and 47 edges with fixed probabilities, 32 hard (0.2 to
+    0.6; the platform teams mark an edge soft when its probability is at most 0.15) and 15 soft
+    (0.05 to 0.15); independent cascades, 75 % of them with caused_by; five common-mode
+    incidents; weekly and seasonal patterns (include/data/README.md)."""
+    generator = sample_generator()
+    topology_rows, incident_rows, _ = generator.generate(seed)
+    with tempfile.TemporaryDirectory() as folder:
+        topology_path, incidents_path = Path(folder, "topology.csv"), Path(folder, "incidents.csv")
+        generator.write_csv(topology_path, generator.TOPOLOGY_COLUMNS, topology_rows)
+        generator.write_csv(incidents_path, generator.INCIDENT_COLUMNS, incident_rows)
+        topology = Topology.from_frame(ingest.load_topology(topology_path).frame)
+        incidents = ingest.load_incidents(incidents_path).frame
+    started = incidents["started_at"]
+    inside = (started > pd.Timestamp(SAMPLE_AS_OF - timedelta(days=days))) & (
+        started <= pd.Timestamp(SAMPLE_AS_OF)
+    )
+    truth = {(dependency, s.name): p for s in generator.SERVICES for dependency, p in s.calls}
+    edges = pd.MultiIndex.from_tuples(sorted(truth), names=["depends_on", "service"])
+    return SampleHistory(
+        topology=topology,
+        incidents=incidents.loc[inside, [*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL]].reset_index(
+            drop=True
+        ),
+        propagation=pd.Series([truth[key] for key in edges], index=edges),
+        days=days,
+        data_start=started.min().isoformat(),
     )

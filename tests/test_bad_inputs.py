@@ -101,10 +101,20 @@ def assert_reconciled(outcome: Outcome, rows_read: int, rows_quarantined: int) -
         used,
         rows_quarantined,
     )
-    assert f"incidents: {rows_read} rows read, {used} used, {rows_quarantined} quarantined" in (
-        outcome.out
-    )
+    summary = f"incidents: {rows_read} rows read, {used} used{rates_only(counts)}, "
+    assert f"{summary}{rows_quarantined} quarantined" in outcome.out
     assert "Traceback" not in outcome.err
+
+
+def rates_only(counts: dict) -> str:
+    """What the summary line says of the rows used for rates only (no end time), if any."""
+    if not counts["rows_rates_only"]:
+        return ""
+    durations = counts["durations"]
+    return (
+        f" ({counts['rows_rates_only']} for rates only: {durations['open']} open, "
+        f"{durations['not_recorded']} end not recorded)"
+    )
 
 
 # --------------------------------------------------------------------------- user errors
@@ -133,8 +143,8 @@ USER_ERRORS = [
     UserErrorCase(
         "missing-required-column",
         BAD / "missing_column.csv",
-        "{file}, row 1, column resolved_at: required column missing (the file has: incident_id, "
-        "service, started_at, severity, title) (see docs/data-contract.md for the columns)",
+        "{file}, row 1, column started_at: required column missing (the file has: incident_id, "
+        "service, duration_minutes, severity, title) (see docs/data-contract.md for the columns)",
     ),
     UserErrorCase(
         "topology-missing-required-column",
@@ -292,7 +302,7 @@ def test_unreadable_file_is_one_line(run_cli, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- quarantined rows
 
 DUPLICATE = "duplicate"
-NO_DATA = "missing_incident_id;missing_service;bad_started_at;bad_resolved_at"
+NO_DATA = "missing_incident_id;missing_service;bad_started_at"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,12 +315,16 @@ class QuarantineCase:
 
 
 QUARANTINED = [
-    QuarantineCase(
+    QuarantineCase(  # an unreadable end ("soon") costs the row its duration, not its place
         "wrong-types",
         BAD / "wrong_types.csv",
         10,
-        {8: "bad_started_at", 9: "unknown_service", 10: "bad_resolved_at"},
-        ("severity is not a known word; the row is used without a severity (1 rows: 11)",),
+        {8: "bad_started_at", 9: "unknown_service"},
+        (
+            "severity is not a known word; the row is used without a severity (1 rows: 11)",
+            "resolved_at is not an ISO-8601 timestamp; it is ignored and the row counts for "
+            "rates, its duration from duration_minutes or duration_s when given (1 rows: 10)",
+        ),
     ),
     QuarantineCase(
         "unparseable-dates",
@@ -366,7 +380,7 @@ QUARANTINED = [
         "json-lines-rows-are-lines",
         BAD / "rows.jsonl",
         4,
-        {3: "unknown_service", 5: "bad_resolved_at"},
+        {3: "unknown_service"},  # row 5's null resolved_at: used, its end not recorded
     ),
     QuarantineCase(
         "caused-by-unknown-incident",
@@ -517,6 +531,71 @@ def test_timestamps_with_offsets_and_named_zones_become_utc(run_cli, tmp_path):
         "Z8": "2026-01-05T10:00:00+00:00",  # naive: UTC
     }
     assert {k: started[k].isoformat() for k in expected} == expected
+
+
+POSTMORTEMS = PROJECT / "tests" / "data" / "public" / "cloud-postmortems-2021.csv"
+POSTMORTEMS_AS_OF = ("--as-of", "2021-12-18", "--history-days", "1800")
+
+
+def flat_topology(incidents: Path, folder: Path) -> Path:
+    """One row per service named in `incidents` (names compared ignoring case), no edges: what
+    a user without a dependency graph writes to try a public history."""
+    names = pd.read_csv(incidents, dtype=str)["service"].str.strip()
+    services = sorted({name.lower() for name in names})
+    path = folder / "flat-topology.csv"
+    pd.DataFrame({"service": services, "depends_on": ""}).to_csv(path, index=False)
+    return path
+
+
+def test_an_export_with_durations_and_no_end_times_is_used_whole(run_cli, tmp_path):
+    """The public post-mortems' shape: date-only starts, `duration_minutes`, no resolved_at
+    column. Every row is used; the two without a duration count for rates only."""
+    topology = flat_topology(POSTMORTEMS, tmp_path)
+    out = tmp_path / "validation.json"
+    code, stdout, err = run_cli(
+        "validate", "--incidents", POSTMORTEMS, "--topology", topology, *POSTMORTEMS_AS_OF,
+        "--out", out,
+    )  # fmt: skip
+    assert code == 0, err
+    assert (
+        "incidents: 39 rows read, 39 used (2 for rates only: 0 open, 2 end not recorded), "
+        "0 quarantined"
+    ) in stdout
+    counts = json.loads(out.read_text())["inputs"]["incidents"]
+    assert counts["durations"] == {
+        "resolved_at": 0,
+        "duration_column": 37,
+        "open": 0,  # no status, and both started years before as_of
+        "not_recorded": 2,
+    }
+    assert counts["rows_rates_only"] == 2
+
+    work = tmp_path / "work"
+    as_of = datetime(2021, 12, 18, tzinfo=UTC)
+    pipeline.extract(pipeline.Inputs(str(POSTMORTEMS), str(topology)), work, as_of, 1800)
+    pipeline.run_validation(work, as_of, 1800)
+    clean = pipeline.load_clean(work)[0].set_index("incident_id")
+    assert clean.at["aws-13", "resolved_at"] == pd.Timestamp("2021-09-02T06:12:00Z")  # + 372
+    assert clean.at["aws-13", "duration_source"] == "duration_column"
+    assert pd.isna(clean.at["azure-20170321-1", "resolved_at"])
+
+
+def test_the_whole_cli_fits_an_export_with_durations_and_no_end_times(run_cli, tmp_path):
+    topology = flat_topology(POSTMORTEMS, tmp_path)
+    out = tmp_path / "model.json"
+    code, _, err = run_cli(
+        "fit", "--incidents", POSTMORTEMS, "--topology", topology, *POSTMORTEMS_AS_OF,
+        "--out", out,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Traceback" not in err
+    document = json.loads(out.read_text())
+    assert document["inputs"]["incident_rows"] == 39  # the rows without a duration count
+    sources = {s["service"]: s["mttr_source"] for s in document["services"]}
+    # A service whose only incident has no duration gets the fleet's; the others their own.
+    assert sources.pop("storage and virtual machines") == "pooled"
+    assert sources.pop("backup and site recovery services") == "pooled"
+    assert set(sources.values()) == {"data"}
 
 
 def test_a_one_megabyte_field_is_read_whole(run_cli, tmp_path):

@@ -108,11 +108,65 @@ def test_notebook_topology_reads_dependencies_as_depends_on():
 
 
 def test_missing_required_column_names_file_row_and_column(tmp_path: Path):
-    path = write(tmp_path, "incidents.csv", "incident_id,service,started_at\nI1,db,2026-01-01\n")
+    path = write(tmp_path, "incidents.csv", "incident_id,service,resolved_at\nI1,db,2026-01-01\n")
     with pytest.raises(UserError) as caught:
         ingest.load_incidents(path)
     message = str(caught.value)
-    assert str(path) in message and "row 1" in message and "column resolved_at" in message
+    assert str(path) in message and "row 1" in message and "column started_at" in message
+
+
+def test_a_file_without_resolved_at_is_read_and_its_rows_have_no_end(tmp_path: Path):
+    path = write(tmp_path, "incidents.csv", "incident_id,service,started_at\nI1,db,2026-01-01\n")
+    table = ingest.load_incidents(path)
+    assert table.format == "contract"
+    assert table.frame["resolved_at"].isna().all()
+    assert not table.frame["bad_resolved_at"].any()  # missing, not unreadable
+
+
+def test_durations_are_numbers_and_anything_else_given_is_marked_for_a_warning(tmp_path: Path):
+    path = write(
+        tmp_path,
+        "incidents.csv",
+        """\
+        incident_id,service,started_at,resolved_at,duration_minutes,duration_seconds
+        I1,db,2026-01-01,,90,
+        I2,db,2026-01-02,,,600
+        I3,db,2026-01-03,,ninety,-5
+        I4,db,2026-01-04,,inf,
+        I5,db,2026-01-05,last tuesday,,
+        """,
+    )
+    frame = ingest.load_incidents(path).frame.set_index("incident_id")
+    assert frame.at["I1", "duration_minutes"] == 90.0
+    assert frame.at["I2", "duration_s"] == 600.0  # duration_seconds is read as duration_s
+    assert pd.isna(frame.at["I1", "duration_s"]) and pd.isna(frame.at["I2", "duration_minutes"])
+    assert frame.loc[["I3", "I4"], "duration_minutes"].tolist() == [-1.0, -1.0]
+    assert frame.at["I3", "duration_s"] == -1.0
+    assert frame["bad_resolved_at"].tolist() == [False, False, False, False, True]
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("Open", True),
+        ("TRIGGERED", True),
+        ("acknowledged", True),
+        ("Investigating", True),
+        ("identified", True),
+        ("monitoring", True),
+        ("active", True),
+        ("ongoing", True),
+        ("In Progress", True),
+        ("in_progress", True),
+        ("resolved", False),
+        ("Closed", False),
+        ("postmortem", False),
+        ("", None),
+    ],
+)
+def test_status_words_say_whether_an_incident_is_still_open(word, expected):
+    result = ingest.open_status(pd.Series([word])).iloc[0]
+    assert (None if pd.isna(result) else bool(result)) == expected
 
 
 def test_missing_and_empty_files_are_user_errors(tmp_path: Path):

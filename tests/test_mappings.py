@@ -157,8 +157,8 @@ def test_opsgenie_start_falls_back_to_created_at_and_offsets_become_utc():
 
 
 def test_opsgenie_repeated_record_keeps_the_latest_and_quarantines_the_earlier():
-    # The earlier copy was still open, so it has no end time either.
-    assert reasons("opsgenie").get(9) == {"duplicate", "bad_resolved_at"}
+    # The earlier copy was still open: no end time, which alone would not cost it its place.
+    assert reasons("opsgenie").get(9) == {"duplicate"}
     latest = used("opsgenie", "318", "inventory")
     assert latest["_row"] == 10
     assert latest["resolved_at"] == utc("2026-08-08T09:35:00Z")
@@ -311,7 +311,7 @@ def test_values_translate_each_item_of_a_split_cell(tmp_path):
     ("columns", "message"),
     [
         ("{incident_id: id, service: s, started_at: a, resolved_at: b, servce: s}", "'servce'"),
-        ("{incident_id: id, service: s, started_at: a}", "where resolved_at comes from"),
+        ("{incident_id: id, service: s, resolved_at: b}", "where started_at comes from"),
     ],
 )
 def test_a_mapping_must_name_contract_columns_and_all_required_ones(tmp_path, columns, message):
@@ -319,6 +319,65 @@ def test_a_mapping_must_name_contract_columns_and_all_required_ones(tmp_path, co
     with pytest.raises(UserError) as error:
         mappings.load(str(mapping))
     assert message in str(error.value) and error.value.file == str(mapping)
+
+
+def test_a_mapping_without_resolved_at_is_accepted(tmp_path):
+    mapping = write(
+        tmp_path, "ends.yaml", "columns: {incident_id: id, service: s, started_at: a}\n"
+    )
+    assert "resolved_at" not in mappings.load(str(mapping)).columns
+
+
+def test_pagerduty_seconds_to_resolve_gives_the_end_when_resolved_on_is_empty(tmp_path):
+    path = write(
+        tmp_path,
+        "pd.csv",
+        """\
+        incident_number,description,service_name,created_on,resolved_on,seconds_to_resolve
+        7,a,checkout,2026-01-01T10:00:00+00:00,,5400
+        8,b,checkout,2026-01-02T10:00:00+00:00,2026-01-02T11:00:00+00:00,3600
+        9,c,checkout,2026-01-03T10:00:00+00:00,2026-01-03T11:00:00+00:00,60
+        """,
+    )
+    result = check(load(path, "pagerduty"))
+    frame = result.incidents.set_index("incident_id")
+    assert frame.at["7", "resolved_at"] == utc("2026-01-01T11:30:00Z")
+    assert frame["duration_source"].to_dict() == {
+        "7": "duration_column",
+        "8": "resolved_at",
+        "9": "resolved_at",  # 60 s against an hour: resolved_on is kept, with a warning
+    }
+    assert frame.at["9", "resolved_at"] == utc("2026-01-03T11:00:00Z")
+    assert any(
+        "differ by more than a minute" in w and "(1 rows: 4)" in w
+        for w in result.report["warnings"]
+    )
+
+
+def test_opsgenie_status_says_which_incidents_without_an_end_are_still_open(tmp_path):
+    path = write(
+        tmp_path,
+        "og.csv",
+        """\
+        TinyId,Message,Status,Priority,ImpactedServices,CreatedAt,ImpactStartDate,ImpactEndDate
+        401,Checkout down,resolved,P1,checkout,2026-10-01T10:00:00Z,,2026-10-01T11:00:00Z
+        402,Cart slow,open,P3,cart,2025-12-01T10:00:00Z,,
+        403,Search yellow,closed,P3,search,2026-10-31T23:30:00Z,,
+        """,
+    )
+    result = check(load(path, "opsgenie"))
+    sources = result.incidents.set_index("incident_id")["duration_source"].to_dict()
+    # The status decides, both ways: 402 has been open far longer than the one recorded
+    # duration (an hour), 403 started half an hour before as_of but is closed.
+    assert sources == {"401": "resolved_at", "402": "open", "403": "not_recorded"}
+    report = result.report["inputs"]["incidents"]
+    assert report["durations"] == {
+        "resolved_at": 1,
+        "duration_column": 0,
+        "open": 1,
+        "not_recorded": 1,
+    }
+    assert report["rows_rates_only"] == 2
 
 
 def test_cli_validates_a_pagerduty_export(run_cli, tmp_path):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import special
 from whatif import model
 from whatif.config import ModelSettings
 from whatif.schemas import FAILURE_MODES
@@ -443,6 +444,39 @@ def test_a_class_with_too_few_edges_uses_its_documented_default():
     assert doc.priors["propagation_hard"] == {"alpha": 2.0, "beta": 3.0, "source": "default"}
 
 
+def test_a_learned_class_prior_averages_the_edge_posteriors_over_its_mean_and_concentration():
+    # Eight observed edges of one class, spread wider than their trials can tell apart, and an
+    # edge with no evidence (its posterior is the class prior).
+    hits = np.array([2.0, 5, 9, 14, 3, 12, 7, 1, 0])
+    trials = np.array([20.0, 25, 22, 24, 6, 30, 15, 3, 0])
+    prior, source = model.fit_beta_prior(hits, trials, (2.0, 3.0))
+    a, b = prior.posterior_beta(hits, trials)
+
+    # The same posterior by brute force: a fine grid over logit(mean) and log(a + b) with the
+    # documented hyper-prior (mean (1 - mean)) ** -0.5 (a + b) ** -1.5, 0.1 <= a + b <= 100.
+    u, s = np.meshgrid(np.linspace(-6.0, 4.0, 401), np.linspace(np.log(0.1), np.log(100), 401))
+    mean, concentration = special.expit(u.ravel()), np.exp(s.ravel())
+    alpha, beta = mean * concentration, (1 - mean) * concentration
+    observed = trials > 0
+    log_likelihood = (
+        special.betaln(hits[observed, None] + alpha, (trials - hits)[observed, None] + beta)
+        - special.betaln(alpha, beta)
+    ).sum(axis=0)
+    log_density = log_likelihood + 0.5 * np.log(mean * (1 - mean)) - 0.5 * np.log(concentration)
+    weight = np.exp(log_density - log_density.max())
+    weight /= weight.sum()
+    posterior_a, posterior_n = alpha + hits[:, None], alpha + beta + trials[:, None]
+    expected = (posterior_a / posterior_n) @ weight
+    second = (posterior_a * (posterior_a + 1) / (posterior_n * (posterior_n + 1))) @ weight
+
+    assert source == "data"
+    assert a / (a + b) == pytest.approx(expected, abs=2e-3)
+    sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    assert sd == pytest.approx(np.sqrt(second - expected**2), rel=0.02)
+    # Each observed edge's posterior is narrower than the class prior it started from.
+    assert (sd[observed] < sd[~observed]).all()
+
+
 # --- response times, time of week, load ---------------------------------------------------------
 
 
@@ -561,3 +595,122 @@ def test_failures_of_a_dependency_before_the_dependent_existed_are_not_trials():
     )
     doc = model.fit(rows, Topology.from_frame(frame), AS_OF, 730, "2024-01-01")
     assert doc.edges[0].evidence.exposures == 2  # db's failures at 300 and 200 days: no api yet
+
+
+# --- censored durations ------------------------------------------------------------------------
+
+TRUE_LOG_DURATION = (np.log(600.0), 1.0)  # LogNormal: median 10 hours
+
+
+def history_with_open_incidents(seed: int, n: int = 400, days: float = 2.0) -> pd.DataFrame:
+    """Incidents starting uniformly over the last `days`, lasting LogNormal(TRUE_LOG_DURATION)
+    minutes; those still going at AS_OF are open (no resolved_at): the longest ones, each
+    censored at its own time since its start, as in a real export."""
+    rng = np.random.default_rng(seed)
+    started = pd.Timestamp(AS_OF) - pd.to_timedelta(rng.uniform(0, days * 1440, n), unit="min")
+    minutes = np.exp(rng.normal(*TRUE_LOG_DURATION, n))
+    ended = started + pd.to_timedelta(minutes, unit="min")
+    still_open = ended > pd.Timestamp(AS_OF)
+    return incidents_frame(
+        [{"incident_id": f"I{k}", "service": "db", "started_at": t} for k, t in enumerate(started)]
+    ).assign(
+        resolved_at=ended.where(~still_open),
+        duration_source=np.where(still_open, "open", "resolved_at"),
+    )
+
+
+def test_censored_durations_recover_the_true_log_normal_where_dropping_them_cannot():
+    history = history_with_open_incidents(seed=0)
+    assert (history["duration_source"] == "open").mean() > 0.25  # the longest quarter
+    topology = Topology.from_frame(topology_frame(["db"]))
+    censored = model.fit(history, topology, AS_OF, 730)
+    naive = model.fit(history.drop(columns="duration_source"), topology, AS_OF, 730)
+    mu, sigma = TRUE_LOG_DURATION
+    fitted = censored.services[0].duration_minutes_lognormal
+    dropped = naive.services[0].duration_minutes_lognormal
+    assert fitted.mu == pytest.approx(mu, abs=0.15)
+    assert fitted.sigma == pytest.approx(sigma, abs=0.15)
+    assert abs(dropped.mu - mu) > 0.25  # the naive fit only sees incidents that closed in time
+    assert (
+        censored.priors["duration_log_minutes"]["censored"]
+        == (history["duration_source"] == "open").sum()
+    )
+    assert censored.services[0].mttr_minutes.p50 == pytest.approx(600, rel=0.15)
+
+
+def test_without_censored_rows_the_duration_fit_is_exactly_the_uncensored_one():
+    rng = np.random.default_rng(4)
+    minutes = pd.Series(np.exp(rng.normal(4, 1, 50)))
+    service = pd.Series(rng.choice(["a", "b", "c"], 50))
+    plain = model.fit_durations(minutes, service, ("a", "b", "c", "d"))
+    with_none = model.fit_durations(
+        minutes, service, ("a", "b", "c", "d"), pd.Series(np.nan, index=minutes.index)
+    )
+    assert np.array_equal(plain[0], with_none[0]) and plain[1] == with_none[1]
+    assert plain[3] == with_none[3]
+
+
+def test_rows_whose_end_is_not_recorded_add_nothing_to_durations():
+    history = history_with_open_incidents(seed=1).query("duration_source == 'resolved_at'")
+    unknown = incidents_frame(
+        [
+            {"incident_id": f"U{k}", "service": "db", "started_at": AS_OF - timedelta(days=k + 1)}
+            for k in range(30)
+        ]
+    ).assign(resolved_at=pd.NaT, duration_source="not_recorded")
+    topology = Topology.from_frame(topology_frame(["db"]))
+    alone = model.fit(history, topology, AS_OF, 730).services[0]
+    with_unknown = model.fit(pd.concat([history, unknown]), topology, AS_OF, 730).services[0]
+    assert with_unknown.duration_minutes_lognormal == alone.duration_minutes_lognormal
+    assert with_unknown.incidents == alone.incidents + 30  # while the rates count them
+
+
+def test_a_service_whose_incidents_are_all_open_gets_longer_durations_than_the_fleet():
+    rng = np.random.default_rng(8)
+    rows = [
+        {
+            "incident_id": f"D{k}",
+            "service": "db",
+            "started_at": AS_OF - timedelta(days=k + 1),
+            "minutes": float(np.exp(rng.normal(np.log(60), 0.5))),
+        }
+        for k in range(100)
+    ]
+    history = incidents_frame(rows).assign(duration_source="resolved_at")
+    still_open = incidents_frame(
+        [
+            {"incident_id": f"A{k}", "service": "api", "started_at": AS_OF - timedelta(hours=5)}
+            for k in range(3)
+        ]
+    ).assign(resolved_at=pd.NaT, duration_source="open")
+    topology = Topology.from_frame(topology_frame(["db", "api"]))
+    doc = model.fit(pd.concat([history, still_open]), topology, AS_OF, 730)
+    by_name = {s.service: s for s in doc.services}
+    # Three incidents open for five hours already: api's incidents last longer than db's hour.
+    assert by_name["api"].mttr_minutes.p50 > 2 * by_name["db"].mttr_minutes.p50
+    assert by_name["api"].mttr_source == "data"
+
+
+def test_for_one_service_the_censored_fit_is_the_censored_normal_maximum_likelihood():
+    from scipy import optimize, stats
+
+    history = history_with_open_incidents(seed=3)
+    still_open = (history["duration_source"] == "open").to_numpy()
+    elapsed = (pd.Timestamp(AS_OF) - history["started_at"]).dt.total_seconds() / 60.0
+    lasted = (history["resolved_at"] - history["started_at"]).dt.total_seconds() / 60.0
+    observed = np.log(np.maximum(lasted[~still_open].to_numpy(), 1.0))
+    bounds = np.log(np.maximum(elapsed[still_open].to_numpy(), 1.0))
+
+    def negative_log_likelihood(theta: np.ndarray) -> float:
+        mu, sigma = theta[0], np.exp(theta[1])
+        return -(
+            stats.norm.logpdf(observed, mu, sigma).sum() + stats.norm.logsf(bounds, mu, sigma).sum()
+        )
+
+    best = optimize.minimize(negative_log_likelihood, [5.0, 0.0], method="Nelder-Mead").x
+    mu, sigma, _, prior = model.fit_durations(
+        lasted.where(~still_open), history["service"], ("db",), elapsed.where(still_open)
+    )
+    assert mu[0] == pytest.approx(best[0], abs=1e-3)
+    assert sigma == pytest.approx(np.exp(best[1]), rel=0.01)
+    assert prior["censored"] == still_open.sum() and prior["iterations"] < 100

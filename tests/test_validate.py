@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import INCIDENTS_CSV, NOTEBOOK_INCIDENTS, NOTEBOOK_TOPOLOGY, TOPOLOGY_CSV, write
 from whatif import ingest, validate
@@ -184,3 +185,177 @@ def test_the_staged_topology_keeps_criticality_and_creation_dates(tmp_path):
     assert plain.edge_criticality is None and set(plain.criticality) == {"unknown"}
     plain.to_frame().to_csv(staged, index=False)
     assert Topology.from_frame(ingest.load_topology(staged).frame).edge_criticality is None
+
+
+# --- rows without an end time -----------------------------------------------------------------
+
+ENDS_TOPOLOGY = "service,depends_on\ndb,\napi,db\n"
+
+
+def _sources(result) -> dict[str, str]:
+    return dict(
+        zip(result.incidents["incident_id"], result.incidents["duration_source"], strict=True)
+    )
+
+
+def test_rows_without_resolved_at_are_used_not_quarantined(tmp_path):
+    text = """\
+        incident_id,service,started_at,resolved_at
+        E1,db,2026-01-05T10:00:00Z,2026-01-05T11:00:00Z
+        E2,db,2026-02-05T10:00:00Z,
+        E3,api,2026-03-05T10:00:00Z,
+        """
+    result = _validate(tmp_path, text, ENDS_TOPOLOGY)
+    report = result.report["inputs"]["incidents"]
+    assert (report["rows_read"], report["rows_used"], report["rows_quarantined"]) == (3, 3, 0)
+    assert result.quarantine.empty
+    # Both started months before as_of, far longer ago than the longest recorded incident
+    # (an hour) lasts: records never closed, not incidents still going.
+    assert _sources(result) == {"E1": "resolved_at", "E2": "not_recorded", "E3": "not_recorded"}
+    assert report["durations"] == {
+        "resolved_at": 1,
+        "duration_column": 0,
+        "open": 0,
+        "not_recorded": 2,
+    }
+    assert report["rows_rates_only"] == 2
+    assert any(
+        "2 rows have no end time and count for rates only" in w for w in result.report["warnings"]
+    )
+
+
+def test_a_duration_column_gives_the_end_and_says_so(tmp_path):
+    text = """\
+        incident_id,service,started_at,duration_minutes,duration_s
+        D1,db,2026-01-05,90,
+        D2,api,2026-01-06T10:00:00Z,,600
+        D3,db,2026-01-07T10:00:00Z,0,
+        """
+    result = _validate(tmp_path, text, ENDS_TOPOLOGY)
+    ends = result.incidents.set_index("incident_id")["resolved_at"]
+    assert ends["D1"] == pd.Timestamp("2026-01-05T01:30:00Z")  # a date only: from midnight UTC
+    assert ends["D2"] == pd.Timestamp("2026-01-06T10:10:00Z")
+    assert ends["D3"] == pd.Timestamp("2026-01-07T10:00:00Z")
+    assert set(_sources(result).values()) == {"duration_column"}
+    assert result.report["inputs"]["incidents"]["rows_rates_only"] == 0
+
+
+def test_a_duration_that_is_not_a_number_is_ignored_with_a_warning(tmp_path):
+    text = """\
+        incident_id,service,started_at,resolved_at,duration_minutes,duration_seconds
+        B1,db,2026-01-05T10:00:00Z,,ninety,
+        B2,db,2026-01-06T10:00:00Z,,-5,
+        B3,db,2026-01-07T10:00:00Z,,,1e400
+        B4,db,2026-01-08T10:00:00Z,2026-01-08T10:30:00Z,30,
+        """
+    result = _validate(tmp_path, text, ENDS_TOPOLOGY)
+    report = result.report["inputs"]["incidents"]
+    assert report["rows_used"] == 4
+    assert _sources(result) == {
+        "B1": "not_recorded",
+        "B2": "not_recorded",
+        "B3": "not_recorded",  # 1e400 seconds is inf: not a duration
+        "B4": "resolved_at",
+    }
+    used = result.incidents.set_index("incident_id")
+    assert used.loc[["B1", "B2"], "duration_minutes"].isna().all()  # ignored, not kept as -1
+    bad = next(e for e in report["expectations"] if e["reason"] == "bad_duration")
+    assert (bad["level"], bad["unexpected_count"], bad["sample_rows"]) == ("warn", 3, [2, 3, 4])
+    warnings = "\n".join(result.report["warnings"])
+    assert "duration_minutes or duration_s is not a number >= 0" in warnings
+
+
+def test_resolved_at_and_a_duration_that_disagree_keep_resolved_at_with_a_warning(tmp_path):
+    text = """\
+        incident_id,service,started_at,resolved_at,duration_minutes
+        C1,db,2026-01-05T10:00:00Z,2026-01-05T11:00:00Z,60.5
+        C2,db,2026-01-06T10:00:00Z,2026-01-06T11:00:00Z,120
+        C3,db,2026-01-07T10:00:00Z,2026-01-07T09:00:00Z,30
+        """
+    result = _validate(tmp_path, text, ENDS_TOPOLOGY)
+    ends = result.incidents.set_index("incident_id")["resolved_at"]
+    assert ends["C2"] == pd.Timestamp("2026-01-06T11:00:00Z")  # not 12:00
+    assert set(_sources(result).values()) == {"resolved_at"}
+    # Ending before it starts stays a contradiction to quarantine, whatever the duration says.
+    assert dict(zip(result.quarantine["row"], result.quarantine["reason"], strict=True)) == {
+        4: "resolved_before_started"
+    }
+    disagree = next(
+        e
+        for e in result.report["inputs"]["incidents"]["expectations"]
+        if e["reason"] == "duration_disagrees"
+    )
+    assert (disagree["level"], disagree["sample_rows"]) == ("warn", [3])  # 30 s off is fine
+
+
+def test_an_unreadable_resolved_at_costs_the_duration_not_the_row(tmp_path):
+    text = """\
+        incident_id,service,started_at,resolved_at,duration_minutes
+        U1,db,2026-05-31T23:30:00Z,2026-05-31T23:40:00Z,
+        U2,db,2026-05-31T23:50:00Z,soon,
+        U3,db,2026-05-31T23:55:00Z,later,3
+        """
+    result = _validate(tmp_path, text, ENDS_TOPOLOGY)
+    assert result.quarantine.empty
+    # U2 started 10 minutes before as_of, as long as the longest recorded incident: without its
+    # unreadable end it would look open, but someone wrote an end, so it is over.
+    assert _sources(result) == {"U1": "resolved_at", "U2": "not_recorded", "U3": "duration_column"}
+    assert "resolved_at is not an ISO-8601 timestamp" in "\n".join(result.report["warnings"])
+
+
+OPEN_OR_NOT = """\
+    incident_id,service,started_at,resolved_at{status_header}
+    R1,db,2026-05-20T00:00:00Z,2026-05-22T00:00:00Z{resolved}
+    O1,db,2026-05-31T00:00:00Z,{open_word}
+    O2,api,2026-05-01T00:00:00Z,{open_word}
+    N1,api,2026-05-31T12:00:00Z,{closed_word}
+    """
+
+
+def test_without_a_status_an_end_missing_for_longer_than_any_incident_lasts_is_not_recorded(
+    tmp_path,
+):
+    text = OPEN_OR_NOT.format(status_header="", resolved="", open_word="", closed_word="")
+    result = _validate(tmp_path, text, ENDS_TOPOLOGY)
+    # The longest recorded incident lasted two days: O1 and N1 (started one day and half a day
+    # before as_of) may still be going; O2 (a month) is a record never closed.
+    assert _sources(result) == {
+        "R1": "resolved_at",
+        "O1": "open",
+        "O2": "not_recorded",
+        "N1": "open",
+    }
+    assert result.report["inputs"]["incidents"]["durations"]["open"] == 2
+
+
+def test_a_status_column_says_which_rows_are_still_open(tmp_path):
+    text = OPEN_OR_NOT.format(
+        status_header=",status",
+        resolved=",Resolved",
+        open_word=",Investigating",
+        closed_word=",closed",
+    )
+    result = _validate(tmp_path, text, ENDS_TOPOLOGY)
+    assert _sources(result) == {
+        "R1": "resolved_at",
+        "O1": "open",
+        "O2": "open",  # the status says so, however long ago it started
+        "N1": "not_recorded",  # closed, with no end: its end is not recorded
+    }
+
+
+def test_an_empty_status_falls_back_to_the_rule_for_files_without_one(tmp_path):
+    text = OPEN_OR_NOT.format(status_header=",status", resolved=",", open_word=",", closed_word=",")
+    assert _sources(_validate(tmp_path, text, ENDS_TOPOLOGY))["O1"] == "open"
+
+
+def test_with_no_recorded_duration_at_all_no_row_is_taken_as_open(tmp_path):
+    text = """\
+        incident_id,service,started_at
+        F1,db,2026-05-31T23:00:00Z
+        F2,api,2026-05-31T23:59:00Z
+        """
+    result = _validate(tmp_path, text, ENDS_TOPOLOGY)
+    assert _sources(result) == {"F1": "not_recorded", "F2": "not_recorded"}
+    report = result.report["inputs"]["incidents"]
+    assert (report["rows_used"], report["rows_rates_only"]) == (2, 2)

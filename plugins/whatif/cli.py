@@ -502,10 +502,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
             Path(args.out).write_bytes((work / "validation.json").read_bytes())
     for name, counts in summary.items():
         print(
-            f"{name}: {counts['rows_read']} rows read, {counts['rows_used']} used, "
-            f"{counts['rows_quarantined']} quarantined"
+            f"{name}: {counts['rows_read']} rows read, {counts['rows_used']} used"
+            f"{_rates_only(counts)}, {counts['rows_quarantined']} quarantined"
         )
     return 0
+
+
+def _rates_only(counts: dict[str, Any]) -> str:
+    """' (N for rates only: n open, m end not recorded)' when some used rows have no end."""
+    if not counts.get("rows_rates_only"):
+        return ""
+    durations = counts["durations"]
+    return (
+        f" ({counts['rows_rates_only']} for rates only: {durations['open']} open, "
+        f"{durations['not_recorded']} end not recorded)"
+    )
 
 
 def cmd_fit(args: argparse.Namespace) -> int:

@@ -13,12 +13,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from whatif import mappings, sources
 from whatif.errors import UserError
 from whatif.schemas import (
     FAILURE_MODES,
+    INCIDENT_ALIASES,
     INCIDENT_OPTIONAL,
     INCIDENT_REQUIRED,
     NOTEBOOK_INCIDENT_COLUMNS,
@@ -29,6 +31,29 @@ from whatif.schemas import (
 
 ROW = sources.ROW
 TIMESTAMP_COLUMNS = ("started_at", "resolved_at", "detected_at", "acknowledged_at")
+DURATION_COLUMNS = ("duration_minutes", "duration_s")
+
+# Status words of an incident still open (PagerDuty, Opsgenie, Statuspage, incident.io, Jira
+# and the like), compared ignoring case and with `_`/`-` read as spaces; any other word means
+# it is over (resolved, closed, postmortem, cancelled...).
+OPEN_STATUS_WORDS = frozenset(
+    (
+        "open",
+        "triggered",
+        "acknowledged",
+        "investigating",
+        "identified",
+        "monitoring",
+        "active",
+        "ongoing",
+        "in progress",
+        "work in progress",
+        "reopened",
+        "triage",
+        "in triage",
+        "fixing",
+    )
+)
 
 SEVERITY_WORDS: dict[str, str] = {
     **{w: "SEV1" for w in ("sev0", "sev1", "p0", "p1", "critical", "major outage", "outage")},
@@ -135,7 +160,8 @@ def incidents_table(raw: pd.DataFrame, display: str, mapping: str | None = None)
 def _incidents_from_contract(raw: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({ROW: raw[ROW]})
     for column in (*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL):
-        frame[column] = clean_text(raw[column]) if column in raw else ""
+        source = next((c for c in (column, *INCIDENT_ALIASES.get(column, ())) if c in raw), None)
+        frame[column] = clean_text(raw[source]) if source else ""
     zone = raw.attrs.get("timezone", "UTC")
     return _type_incidents(frame, zone, raw.attrs.get("timestamp_format"))
 
@@ -151,7 +177,15 @@ def _incidents_from_notebook(raw: pd.DataFrame) -> pd.DataFrame:
     frame["category"] = clean_text(raw["type"]) if "type" in raw else ""
     frame["title"] = ""
     frame["description"] = clean_text(raw["mitigation"]) if "mitigation" in raw else ""
-    for column in ("detected_at", "acknowledged_at", "caused_by", "team", "load_factor"):
+    for column in (
+        "detected_at",
+        "acknowledged_at",
+        "caused_by",
+        "team",
+        "load_factor",
+        *DURATION_COLUMNS,
+        "status",
+    ):
         frame[column] = ""
     return _type_incidents(frame, "UTC")
 
@@ -179,11 +213,16 @@ def _type_incidents(
     frame["severity_raw"] = frame["severity"]
     frame["severity"] = _map_distinct(frame["severity"], normalise_severity)
     frame["category"] = _map_distinct(frame["category"], normalise_failure_mode)
+    resolved_given = frame["resolved_at"] != ""
     for column in TIMESTAMP_COLUMNS:
         frame[column] = parse_timestamps(frame[column], zone, timestamp_format)
+    # Given but unreadable: validation warns and the row counts as one whose end is unknown.
+    frame["bad_resolved_at"] = resolved_given & frame["resolved_at"].isna()
     for column in ("incident_id", "service", "caused_by"):
         frame[column] = frame[column].replace("", pd.NA)
     frame["load_factor"] = positive_numbers(frame["load_factor"])
+    for column in DURATION_COLUMNS:
+        frame[column] = non_negative_numbers(frame[column])
     return frame
 
 
@@ -193,6 +232,22 @@ def positive_numbers(text: pd.Series) -> pd.Series:
     values = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype(float)
     given = text.astype(str).str.strip() != ""
     return values.where(~given | (values > 0), -1.0)
+
+
+def non_negative_numbers(text: pd.Series) -> pd.Series:
+    """Finite numbers >= 0; empty text is NaN, and anything else given (a word, a negative,
+    inf) is -1, for validation to warn about and then ignore."""
+    values = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype(float)
+    given = text.astype(str).str.strip() != ""
+    return values.where(~given | ((values >= 0) & np.isfinite(values)), -1.0)
+
+
+def open_status(status: pd.Series) -> pd.Series:
+    """Per row: True when the status word says the incident is still open, False for any
+    other word, NA when no status is given."""
+    key = status.fillna("").astype(str).str.lower().str.replace(r"[\s_-]+", " ", regex=True)
+    key = key.str.strip()
+    return key.isin(OPEN_STATUS_WORDS).astype("boolean").where(key != "", pd.NA)
 
 
 # Zone abbreviations seen in exports, with their fixed offsets (an abbreviation names one).

@@ -5,7 +5,8 @@ Most services have few incidents, so every estimate borrows strength from the wh
 - rates: dynamic hierarchical Gamma-Poisson with per-service exposure (whatif.rates): recent
   history counts more, at a half-life chosen from the data, and the fleet's Gamma prior is
   fitted by marginal likelihood (empirical Bayes);
-- cascades per edge: Beta-Binomial with an empirical-Bayes Beta prior per dependency criticality;
+- cascades per edge: Beta-Binomial with a hierarchical Beta prior per dependency criticality,
+  integrated over the uncertainty of the class's mean and concentration;
 - durations (detect, acknowledge, resolve): log-normal with the service means shrunk towards the
   fleet mean;
 - severities and failure modes: Dirichlet-multinomial shrunk towards the fleet mix;
@@ -16,7 +17,9 @@ The maths is written out in docs/model.md; the backtest is in whatif.backtest.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,7 +38,7 @@ SEVERITY_CONCENTRATION = 5.0
 # its own (judgement, documented in docs/model.md): a hard dependency usually takes its caller
 # down, a soft one (cache, fallback, async) rarely; unknown sits between.
 DEFAULT_PROPAGATION_PRIORS = {"hard": (2.0, 3.0), "soft": (1.0, 9.0), "unknown": (1.0, 4.0)}
-MIN_EDGES_FOR_PRIOR = 5  # observed edges a class needs for its own empirical-Bayes prior
+MIN_EDGES_FOR_PRIOR = 5  # observed edges a class needs for a prior fitted on its own edges
 DEFAULT_DURATION = (math.log(60.0), 1.0)  # median 60 min, used when no durations are known
 DAY_OF_WEEK_CONCENTRATION = 70.0  # as if 10 extra root incidents fell on each weekday
 HOUR_OF_DAY_CONCENTRATION = 120.0  # as if 5 extra root incidents fell in each hour
@@ -272,26 +275,229 @@ def edge_evidence(
     }
 
 
+# A class's prior is hierarchical: p ~ Beta(mu * kappa, (1 - mu) * kappa), with the class mean mu
+# and concentration kappa = a + b themselves uncertain. Plugging in their best fit would
+# understate every edge's uncertainty when a class has few edges (kappa is then poorly known,
+# and its best fit often far too high); so each edge's posterior is averaged over their
+# posterior instead, on a grid. Hyper-prior: Jeffreys' Beta(1/2, 1/2) on mu, and kappa ** -1.5
+# (the concentration part of the reference prior p(a, b) ~ (a + b) ** -2.5 of Gelman et al.,
+# Bayesian Data Analysis, section 5.3, which is flat in mu).
+PROPAGATION_CONCENTRATION = (0.1, 100.0)  # bounds of kappa: a prior never outweighs 100 trials
+PROPAGATION_MEAN_LOGIT = (-13.8, 13.8)  # bounds of logit(mu): mu between 1e-6 and 1 - 1e-6
+HYPER_GRID_POINTS = 25  # grid points per hyper-parameter
+HYPER_GRID_SDS = 6.0  # half-width of the grid, in standard deviations of the Laplace approximation
+HYPER_GRID_PASSES = 4  # at most this many grids: the first one, widened or narrowed
+NEGLIGIBLE_LOG_DENSITY = 12.0  # grid points this far below the peak (log) are left out: e**-12
+FINITE_DIFFERENCE_STEP = 1e-3  # in logit(mu) and log(kappa), for the Laplace approximation
+LogDensity = Callable[[np.ndarray], np.ndarray]  # (2 x G) points -> G log densities
+
+
+@dataclasses.dataclass(frozen=True)
+class BetaMixture:
+    """A distribution of propagation probabilities: Beta(alpha[g], beta[g]) with weight[g]."""
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def single(cls, alpha: float, beta: float) -> BetaMixture:
+        return cls(np.array([alpha]), np.array([beta]), np.array([1.0]))
+
+    def posterior_beta(
+        self, hits: np.ndarray, exposures: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per edge, the Beta(a, b) of its posterior: exact for a single Beta prior; for a
+        mixture, the Beta with the mixture posterior's mean and variance (the simulation's
+        mean is then exact)."""
+        hits, exposures = np.asarray(hits, float), np.asarray(exposures, float)
+        if len(self.weight) == 1:
+            return self.alpha[0] + hits, self.beta[0] + exposures - hits
+        pairs, inverse = np.unique(np.stack([hits, exposures]), axis=1, return_inverse=True)
+        mean, variance = self._posterior_moments(pairs[0], pairs[1])
+        concentration = mean * (1.0 - mean) / np.maximum(variance, 1e-300) - 1.0
+        inverse = inverse.ravel()
+        return (mean * concentration)[inverse], ((1.0 - mean) * concentration)[inverse]
+
+    def _posterior_moments(
+        self, hits: np.ndarray, exposures: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance of sum_g weight[g] Beta(alpha[g] + k, beta[g] + x - k) per (k, x)."""
+        a = self.alpha + hits[:, None]
+        n = self.alpha + self.beta + exposures[:, None]
+        mean = (a / n) @ self.weight
+        second = (a * (a + 1.0) / (n * (n + 1.0))) @ self.weight
+        return mean, second - mean**2
+
+
+@dataclasses.dataclass(frozen=True)
+class BetaBinomialTally:
+    """A class's edge evidence as counts of edges per distinct number of hits, of misses and of
+    trials: the beta-binomial log-likelihood is a sum of log-gamma terms of each, so it costs
+    the number of distinct values, not of edges."""
+
+    hits: tuple[np.ndarray, np.ndarray]  # (distinct values, edges with each)
+    misses: tuple[np.ndarray, np.ndarray]
+    trials: tuple[np.ndarray, np.ndarray]
+    edges: int
+
+    @classmethod
+    def of(cls, hits: np.ndarray, trials: np.ndarray) -> BetaBinomialTally:
+        return cls(
+            np.unique(hits, return_counts=True),
+            np.unique(trials - hits, return_counts=True),
+            np.unique(trials, return_counts=True),
+            len(trials),
+        )
+
+    def log_likelihood(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """sum over edges of log BetaBinomial(k; x, a, b) at each (a[g], b[g]), without the
+        binomial coefficients (they do not depend on a or b)."""
+
+        def log_gamma_sum(tally: tuple[np.ndarray, np.ndarray], shift: np.ndarray) -> np.ndarray:
+            values, counts = tally
+            return counts @ special.gammaln(values[:, None] + shift)
+
+        per_edge_prior = special.gammaln(a) + special.gammaln(b) - special.gammaln(a + b)
+        return (
+            log_gamma_sum(self.hits, a)
+            + log_gamma_sum(self.misses, b)
+            - log_gamma_sum(self.trials, a + b)
+            - self.edges * per_edge_prior
+        )
+
+
 def fit_beta_prior(
     hits: np.ndarray, trials: np.ndarray, default: tuple[float, float] = (1.0, 4.0)
-) -> tuple[float, float, str]:
-    """Empirical-Bayes Beta(a, b) prior on propagation probabilities (beta-binomial), or
-    `default` when fewer than MIN_EDGES_FOR_PRIOR edges have been tried."""
+) -> tuple[BetaMixture, str]:
+    """A class's prior on propagation probabilities, from its edges' beta-binomial evidence:
+    Beta(mu * kappa, (1 - mu) * kappa) averaged over the posterior of (mu, kappa), as a
+    mixture on a grid; `default` when fewer than MIN_EDGES_FOR_PRIOR edges have been tried."""
     hits, trials = np.asarray(hits, float), np.asarray(trials, float)
     observed = trials > 0
     if observed.sum() < MIN_EDGES_FOR_PRIOR:
-        return default[0], default[1], "default"
+        return BetaMixture.single(*default), "default"
+    tally = BetaBinomialTally.of(hits[observed], trials[observed])
 
-    def negative_log_likelihood(log_params: np.ndarray) -> float:
-        a, b = np.exp(log_params)
-        return -float(stats.betabinom.logpmf(hits[observed], trials[observed], a, b).sum())
+    def log_density(points: np.ndarray) -> np.ndarray:
+        return _log_hyper_posterior(points, tally)
 
-    bounds = [(math.log(0.05), math.log(50.0))] * 2
-    result = optimize.minimize(
-        negative_log_likelihood, np.log(default), bounds=bounds, method="L-BFGS-B"
+    pooled = (hits.sum() + 0.5) / (trials.sum() + 1.0)
+    start = np.array([special.logit(pooled), math.log(sum(default))])
+    mode = _hyper_mode(log_density, np.clip(start, *_hyper_bounds()))
+    points, log_p = _hyper_grid(log_density, mode, _laplace_sds(log_density, mode))
+    weight = np.exp(log_p - log_p.max())
+    mean, concentration = special.expit(points[0]), np.exp(points[1])
+    return (
+        BetaMixture(mean * concentration, (1.0 - mean) * concentration, weight / weight.sum()),
+        "data",
     )
-    a, b = np.exp(result.x)
-    return float(a), float(b), "data"
+
+
+def _hyper_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of (logit mu, log kappa)."""
+    low_kappa, high_kappa = PROPAGATION_CONCENTRATION
+    return (
+        np.array([PROPAGATION_MEAN_LOGIT[0], math.log(low_kappa)]),
+        np.array([PROPAGATION_MEAN_LOGIT[1], math.log(high_kappa)]),
+    )
+
+
+def _log_hyper_posterior(points: np.ndarray, tally: BetaBinomialTally) -> np.ndarray:
+    """log p(logit mu, log kappa | evidence) + constant at each column of `points` (2 x G):
+    the class's beta-binomial likelihood times the hyper-prior (mu (1 - mu)) ** -0.5
+    kappa ** -1.5 and the Jacobian mu (1 - mu) kappa."""
+    logit_mean, log_concentration = points
+    mean, concentration = special.expit(logit_mean), np.exp(log_concentration)
+    likelihood = tally.log_likelihood(mean * concentration, (1.0 - mean) * concentration)
+    log_mean_variance = -np.logaddexp(0.0, -logit_mean) - np.logaddexp(0.0, logit_mean)
+    return likelihood + 0.5 * log_mean_variance - 0.5 * log_concentration
+
+
+def _hyper_mode(log_density: LogDensity, start: np.ndarray) -> np.ndarray:
+    """The (logit mu, log kappa) of highest posterior density, inside the bounds."""
+    result = optimize.minimize(
+        lambda point: -float(log_density(point[:, None])[0]),
+        start,
+        bounds=list(zip(*_hyper_bounds(), strict=True)),
+        method="L-BFGS-B",
+    )
+    return result.x
+
+
+def _laplace_sds(log_density: LogDensity, mode: np.ndarray) -> np.ndarray:
+    """Posterior standard deviations of (logit mu, log kappa) from the curvature at the mode;
+    where the curvature says nothing (a mode on a bound, a flat direction), the whole range."""
+    h = FINITE_DIFFERENCE_STEP
+    steps = np.array([[0, h, -h, 0, 0, h, h, -h, -h], [0, 0, 0, h, -h, h, -h, h, -h]])
+    f = log_density(mode[:, None] + steps)
+    cross = (f[5] - f[6] - f[7] + f[8]) / 4
+    hessian = -np.array([[f[1] - 2 * f[0] + f[2], cross], [cross, f[3] - 2 * f[0] + f[4]]]) / h**2
+    low, high = _hyper_bounds()
+    whole_range = (high - low) / (2 * HYPER_GRID_SDS)
+    if np.all(np.linalg.eigvalsh(hessian) > 0):
+        sds = np.sqrt(np.diag(np.linalg.inv(hessian)))
+    else:
+        curvature = np.diag(hessian)
+        sds = np.where(curvature > 0, 1.0 / np.sqrt(np.abs(curvature)), whole_range)
+    return np.clip(np.nan_to_num(sds, nan=np.inf), 1e-6, whole_range)
+
+
+def _hyper_grid(
+    log_density: LogDensity, mode: np.ndarray, sds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid points (2 x G) carrying the hyper-posterior and their log densities: a box of
+    HYPER_GRID_SDS standard deviations around the mode, widened on a side where the density
+    is not negligible at its edge (a skewed posterior), narrowed around the points that carry
+    it when they are few (a sharper one)."""
+    bound_low, bound_high = _hyper_bounds()
+    low = np.maximum(mode - HYPER_GRID_SDS * sds, bound_low)
+    high = np.minimum(mode + HYPER_GRID_SDS * sds, bound_high)
+    for _ in range(HYPER_GRID_PASSES):
+        axes = [np.linspace(lo, hi, HYPER_GRID_POINTS) for lo, hi in zip(low, high, strict=True)]
+        points = np.stack([grid.ravel() for grid in np.meshgrid(*axes, indexing="ij")])
+        log_p = log_density(points)
+        carrying = (log_p >= log_p.max() - NEGLIGIBLE_LOG_DENSITY).reshape(HYPER_GRID_POINTS, -1)
+        new_low, new_high = _adjusted_box(carrying, axes, (low, high), (bound_low, bound_high))
+        if np.allclose(new_low, low) and np.allclose(new_high, high):
+            break
+        low, high = new_low, new_high
+    log_p = log_p + _log_trapezoid_weights(HYPER_GRID_POINTS)
+    keep = log_p >= log_p.max() - NEGLIGIBLE_LOG_DENSITY
+    return points[:, keep], log_p[keep]
+
+
+def _log_trapezoid_weights(points_per_axis: int) -> np.ndarray:
+    """log of the trapezoid rule's weights on a square grid (flattened as meshgrid's "ij"):
+    half on each edge, so that a density that peaks on a bound is not overweighted there."""
+    weights = np.ones(points_per_axis)
+    weights[[0, -1]] = 0.5
+    return np.log(np.outer(weights, weights)).ravel()
+
+
+def _adjusted_box(
+    carrying: np.ndarray,
+    axes: list[np.ndarray],
+    box: tuple[np.ndarray, np.ndarray],
+    bounds: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The next grid's box, per hyper-parameter: extended by its width on a side where the
+    grid points at the edge carry weight (unless at the bound); else, when the carrying points
+    span less than a third of the grid, narrowed to them and one step either side."""
+    low, high = box[0].copy(), box[1].copy()
+    for axis, values in enumerate(axes):
+        along = np.flatnonzero(carrying.any(axis=1 - axis))
+        first, last = along[0], along[-1]
+        width = high[axis] - low[axis]
+        widen_low = first == 0 and low[axis] > bounds[0][axis]
+        widen_high = last == len(values) - 1 and high[axis] < bounds[1][axis]
+        if widen_low or widen_high:
+            low[axis] = max(bounds[0][axis], low[axis] - width) if widen_low else low[axis]
+            high[axis] = min(bounds[1][axis], high[axis] + width) if widen_high else high[axis]
+        elif last - first < len(values) // 3:
+            low[axis] = values[max(first - 1, 0)]
+            high[axis] = values[min(last + 1, len(values) - 1)]
+    return low, high
 
 
 def beta_interval(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
@@ -306,7 +512,9 @@ def propagation_posteriors(
     evidence: dict[str, np.ndarray], criticality: np.ndarray, learn: bool
 ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, float | str]]]:
     """Beta posteriors per edge, each class of criticality (hard, soft, unknown) with its own
-    prior; without any cascade evidence (`learn` False) every edge keeps its class default."""
+    prior; without any cascade evidence (`learn` False) every edge keeps its class default.
+    A class's prior in `priors` is the distribution of p for an edge of it with no evidence
+    (for a fitted prior, the Beta with the mixture's mean and variance)."""
     hits, exposures = evidence["hits"], evidence["exposures"]
     a, b = np.zeros(len(hits)), np.zeros(len(hits))
     priors: dict[str, dict[str, float | str]] = {}
@@ -316,12 +524,16 @@ def propagation_posteriors(
             continue
         default = DEFAULT_PROPAGATION_PRIORS[name]
         if learn:
-            prior_a, prior_b, source = fit_beta_prior(hits[members], exposures[members], default)
+            prior, source = fit_beta_prior(hits[members], exposures[members], default)
         else:
-            prior_a, prior_b, source = *default, "default"
-        a[members] = prior_a + hits[members]
-        b[members] = prior_b + exposures[members] - hits[members]
-        priors[f"propagation_{name}"] = {"alpha": prior_a, "beta": prior_b, "source": source}
+            prior, source = BetaMixture.single(*default), "default"
+        a[members], b[members] = prior.posterior_beta(hits[members], exposures[members])
+        prior_a, prior_b = prior.posterior_beta(np.zeros(1), np.zeros(1))
+        priors[f"propagation_{name}"] = {
+            "alpha": float(prior_a[0]),
+            "beta": float(prior_b[0]),
+            "source": source,
+        }
     # Kept from schema version 1's first release: the prior that most edges use.
     if priors:
         names, counts = np.unique(criticality.astype(str), return_counts=True)
@@ -335,14 +547,26 @@ def propagation_posteriors(
 # --- durations, mixes, time and load --------------------------------------------------------
 
 
+# The EM of censored durations stops when no service's mu and not sigma (log minutes) moves by
+# more than the tolerance, or at the cap (it takes tens of iterations on real histories).
+EM_TOLERANCE = 1e-9
+EM_MAX_ITERATIONS = 500
+
+
 def fit_durations(
-    minutes: pd.Series, service: pd.Series, services: tuple[str, ...]
+    minutes: pd.Series,
+    service: pd.Series,
+    services: tuple[str, ...],
+    censored_at: pd.Series | None = None,
 ) -> tuple[np.ndarray, float, np.ndarray, dict[str, float | str]]:
     """Per-service log-normal duration: partially pooled mean, pooled spread.
 
     `minutes` may hold NaN (unknown) and negative values (timestamps out of order), both left
-    out; under a minute counts as one. Returns (mu per service, sigma, number of durations per
-    service, prior description)."""
+    out; under a minute counts as one. `censored_at` (aligned with `minutes`, NaN where not
+    censored): how long an incident still open when the history ends had lasted; its duration
+    is only known to be longer, which the EM below takes in (dropping it would bias every
+    estimate towards the short incidents that closed in time). Returns (mu per service, sigma,
+    number of durations per service, observed or censored, prior description)."""
     known = minutes.notna() & (minutes >= 0)
     logs = np.log(np.maximum(minutes[known].to_numpy(float), 1.0))
     if len(logs) < 2:
@@ -361,15 +585,160 @@ def fit_durations(
     n = grouped["count"].fillna(0).to_numpy(float)
     means = grouped["mean"].to_numpy(float)
     within = grouped["var"].fillna(0).to_numpy(float)
-    sigma2 = float(np.sum(within * np.maximum(n - 1, 0)) / max(np.sum(np.maximum(n - 1, 0)), 1))
-    sigma2 = sigma2 if sigma2 > 0 else float(np.var(logs)) or 1.0
     mu0 = float(np.mean(logs))
+    mu, sigma2, tau2 = _pooled_log_normal(
+        n, means, within * np.maximum(n - 1, 0), mu0, float(np.var(logs))
+    )
+    censored = _censored_logs(censored_at, service, services, known)
+    if censored is None:
+        sigma = math.sqrt(sigma2)
+        return mu, sigma, n, {"mu": mu0, "sigma": sigma, "tau": math.sqrt(tau2), "source": "data"}
+    observed = (logs, pd.Index(services).get_indexer(service[known]))
+    mu, sigma2, tau2, mu0, iterations = _censored_em(observed, censored, mu, sigma2)
+    n = n + np.bincount(censored[1], minlength=len(services))
+    sigma = math.sqrt(sigma2)
+    description: dict[str, float | str] = {
+        "mu": mu0,
+        "sigma": sigma,
+        "tau": math.sqrt(tau2),
+        "source": "data",
+        "censored": len(censored[0]),
+        "iterations": iterations,
+    }
+    return mu, sigma, n, description
+
+
+def _pooled_log_normal(
+    n: np.ndarray,
+    means: np.ndarray,
+    within_ss: np.ndarray,
+    mu0: float,
+    total_var: float,
+    means_var: float | None = None,
+) -> tuple[np.ndarray, float, float]:
+    """The partial pooling of docs/model.md section 6 from per-service counts, means and
+    within-service sums of squares: (mu per service, sigma^2, tau^2). `means_var`: the
+    variance of the service means when it is not that of `means` (the EM's expected one)."""
+    sigma2 = float(np.sum(within_ss) / max(np.sum(np.maximum(n - 1, 0)), 1))
+    sigma2 = sigma2 if sigma2 > 0 else total_var or 1.0
     seen = n > 0
-    tau2 = max(float(np.var(means[seen])) - sigma2 * float(np.mean(1.0 / n[seen])), 0.01)
+    spread = float(np.var(means[seen])) if means_var is None else means_var
+    tau2 = max(spread - sigma2 * float(np.mean(1.0 / n[seen])), 0.01)
     weight = np.where(seen, (n / sigma2) / (n / sigma2 + 1.0 / tau2), 0.0)
     mu = weight * np.nan_to_num(means, nan=mu0) + (1.0 - weight) * mu0
-    sigma = math.sqrt(sigma2)
-    return mu, sigma, n, {"mu": mu0, "sigma": sigma, "tau": math.sqrt(tau2), "source": "data"}
+    return mu, sigma2, tau2
+
+
+def _censored_logs(
+    censored_at: pd.Series | None,
+    service: pd.Series,
+    services: tuple[str, ...],
+    known: pd.Series,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(log of the censoring minutes, service position) of the censored rows (a row with an
+    observed duration is not censored; under a minute counts as one); None when none is."""
+    if censored_at is None:
+        return None
+    position = pd.Index(services).get_indexer(service)
+    rows = censored_at.notna().to_numpy() & ~known.to_numpy() & (position >= 0)
+    if not rows.any():
+        return None
+    minutes = np.maximum(censored_at.to_numpy(float)[rows], 1.0)
+    return np.log(minutes), position[rows]
+
+
+def _censored_em(
+    observed: tuple[np.ndarray, np.ndarray],
+    censored: tuple[np.ndarray, np.ndarray],
+    mu: np.ndarray,
+    sigma2: float,
+) -> tuple[np.ndarray, float, float, float, int]:
+    """EM for log durations some of which are right-censored, started from the fit without
+    them; returns (mu per service, sigma^2, tau^2, mu0, iterations).
+
+    sigma never goes below that fit's: the durations that closed in time are the shorter ones,
+    whose spread understates sigma (truncating a normal narrows it). Without this floor, a
+    history of mostly open incidents in small services can shrink sigma towards 0: the
+    completed values then sit on their bounds, whose spread is small, and shrink it further."""
+    floor, iterations, change = sigma2, 0, math.inf
+    while change >= EM_TOLERANCE and iterations < EM_MAX_ITERATIONS:
+        new_mu, new_sigma2, tau2, mu0 = _em_step(observed, censored, mu, sigma2)
+        new_sigma2 = max(new_sigma2, floor)
+        change = max(
+            float(np.max(np.abs(new_mu - mu))), abs(math.sqrt(new_sigma2) - math.sqrt(sigma2))
+        )
+        mu, sigma2, iterations = new_mu, new_sigma2, iterations + 1
+    return mu, sigma2, tau2, mu0, iterations
+
+
+def _em_step(
+    observed: tuple[np.ndarray, np.ndarray],
+    censored: tuple[np.ndarray, np.ndarray],
+    mu: np.ndarray,
+    sigma2: float,
+) -> tuple[np.ndarray, float, float, float]:
+    """One EM iteration. E-step: each censored y > l gets its conditional mean and variance
+    under its service's current mu and the pooled sigma. M-step: the pooling of
+    `_pooled_log_normal` on the conditional expectations of the statistics it uses."""
+    bound, place = censored
+    expected, variance = _normal_moments_above(mu[place], math.sqrt(sigma2), bound)
+    count, means, within_ss, means_var = _expected_service_statistics(
+        observed, (expected, variance, place), len(mu)
+    )
+    mu0, total_var = _expected_fleet_statistics(observed[0], expected, variance)
+    new_mu, new_sigma2, tau2 = _pooled_log_normal(
+        count, means, within_ss, mu0, total_var, means_var
+    )
+    return new_mu, new_sigma2, tau2, mu0
+
+
+def _expected_service_statistics(
+    observed: tuple[np.ndarray, np.ndarray],
+    censored: tuple[np.ndarray, np.ndarray, np.ndarray],
+    size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Per service, given the observed logs and each censored one's conditional mean and
+    variance v: the count n, E[mean], E[sum of squares about the service's own mean] and, over
+    the services with data, E[variance of their means]. The mean moves with each censored
+    value, so only (1 - 1/n) v of it is spread about the mean (none for a service with one
+    incident: it has no within-service spread), and the means vary by v / n^2 more."""
+    logs, where = observed
+    expected, variance, place = censored
+    mine = where >= 0  # observed rows of a service of the topology (all, once validated)
+    logs, where = logs[mine], where[mine]
+    count = np.bincount(where, minlength=size) + np.bincount(place, minlength=size)
+    sums = np.bincount(where, logs, size) + np.bincount(place, expected, size)
+    means = np.divide(sums, count, out=np.full(size, np.nan), where=count > 0)
+    centre = np.nan_to_num(means)
+    within_ss = np.bincount(where, (logs - centre[where]) ** 2, size) + np.bincount(
+        place, (expected - centre[place]) ** 2 + variance * (1 - 1 / count[place]), size
+    )
+    seen = count > 0
+    mean_variance = np.bincount(place, variance, size)[seen] / count[seen] ** 2
+    services = int(seen.sum())
+    means_var = float(np.var(means[seen])) + (services - 1) / services**2 * mean_variance.sum()
+    return count, means, within_ss, means_var
+
+
+def _expected_fleet_statistics(
+    logs: np.ndarray, expected: np.ndarray, variance: np.ndarray
+) -> tuple[float, float]:
+    """E[mean] and E[variance] (1/N) of every log duration, observed and censored."""
+    total = len(logs) + len(expected)
+    mu0 = float((logs.sum() + expected.sum()) / total)
+    spread = np.sum((logs - mu0) ** 2) + np.sum((expected - mu0) ** 2 + variance * (1 - 1 / total))
+    return mu0, float(spread / total)
+
+
+def _normal_moments_above(
+    mean: np.ndarray, sd: float, lower: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of y ~ Normal(mean, sd^2) given y > lower, through the inverse Mills
+    ratio m = phi(a) / (1 - Phi(a)), a = (lower - mean) / sd (on the log scale, so that it
+    stays finite far in the tail): mean + sd m and sd^2 (1 + a m - m^2)."""
+    a = (lower - mean) / sd
+    mills = np.exp(stats.norm.logpdf(a) - stats.norm.logsf(a))
+    return mean + sd * mills, np.maximum(sd**2 * (1 + a * mills - mills**2), 0.0)
 
 
 def shrunk_mix(
@@ -543,7 +912,7 @@ def fit(
         SEVERITIES,
         SEVERITY_CONCENTRATION,
     )
-    durations = _response_times(attributed, services)
+    durations = _response_times(attributed, services, _open_minutes(incidents, attributed, as_of))
 
     since = start.to_datetime64() + (begins * 86400e9).astype("timedelta64[ns]")
     evidence = edge_evidence(attributed, topology, window_minutes, since)
@@ -677,10 +1046,12 @@ def _inference_window(incidents: pd.DataFrame, settings: ModelSettings) -> tuple
 
 
 def _response_times(
-    attributed: pd.DataFrame, services: tuple[str, ...]
+    attributed: pd.DataFrame, services: tuple[str, ...], open_minutes: pd.Series | None = None
 ) -> dict[str, tuple[np.ndarray, float, np.ndarray, dict[str, float | str]]]:
     """Log-normal fits of time to resolve (start -> resolved), to detect (start -> detected)
-    and to acknowledge (detected, else start -> acknowledged)."""
+    and to acknowledge (detected, else start -> acknowledged). `open_minutes` (per row, NaN
+    where not open): how long incidents still open at as_of had lasted, censored times to
+    resolve."""
     started = pd.to_datetime(attributed["t"], utc=True)
 
     def minutes(later: str, earlier: pd.Series) -> pd.Series:
@@ -693,7 +1064,28 @@ def _response_times(
         "detect": minutes("detected_at", started),
         "acknowledge": minutes("acknowledged_at", detected.fillna(started)),
     }
-    return {name: fit_durations(m, attributed["service"], services) for name, m in fits.items()}
+    censored = {"duration": open_minutes}
+    return {
+        name: fit_durations(m, attributed["service"], services, censored.get(name))
+        for name, m in fits.items()
+    }
+
+
+def _open_minutes(
+    incidents: pd.DataFrame, attributed: pd.DataFrame, as_of: datetime
+) -> pd.Series | None:
+    """Per attributed row, the minutes from its start to as_of when validation found it still
+    open (`duration_source` "open"), else NaN; None when the table does not say (no column)."""
+    if "duration_source" not in incidents:
+        return None
+    still_open = incidents.loc[incidents["duration_source"] == "open"]
+    keys = pd.MultiIndex.from_arrays(
+        [still_open["incident_id"].astype(str), still_open["service"].astype(str)]
+    )
+    rows = pd.MultiIndex.from_arrays([attributed["incident_id"], attributed["service"]])
+    started = pd.to_datetime(attributed["t"], utc=True)
+    minutes = (pd.Timestamp(as_of) - started).dt.total_seconds() / 60.0
+    return minutes.where(rows.isin(keys))
 
 
 def _service_row(

@@ -160,9 +160,12 @@ def run_validation(workdir: Path, as_of: datetime, history_days: int) -> dict[st
     return _validation_summary(result.report)
 
 
+SUMMARY_KEYS = ("rows_read", "rows_used", "rows_quarantined", "rows_rates_only", "durations")
+
+
 def _validation_summary(document: dict[str, Any]) -> dict[str, Any]:
     return {
-        name: {k: v for k, v in data.items() if k in ("rows_read", "rows_used", "rows_quarantined")}
+        name: {k: v for k, v in data.items() if k in SUMMARY_KEYS}
         for name, data in document["inputs"].items()
     }
 
@@ -173,8 +176,9 @@ CLEAN_TOPOLOGY = "topology.csv"
 
 def _write_clean(incidents: Any, topology: Topology, stage: Path) -> None:
     """The validated tables, typed (Parquet keeps UTC timestamps and missing values as they
-    are), for the later stages to read without normalising again."""
-    incidents[[*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL]].to_parquet(
+    are), for the later stages to read without normalising again; each incident row keeps
+    where its duration comes from (open rows are censored durations for the fit)."""
+    incidents[[*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL, "duration_source"]].to_parquet(
         stage / CLEAN_INCIDENTS, index=False
     )
     topology.to_frame().to_csv(stage / CLEAN_TOPOLOGY, index=False)

@@ -18,7 +18,12 @@ from whatif.sources import redact
 
 log = logging.getLogger(__name__)
 
-INCIDENT_COLUMNS = [*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL]
+# The columns of whatif_incidents (include/sql/schema.sql): durations and status are not
+# stored there, the sample gives an end time for every incident.
+INCIDENT_COLUMNS = [
+    *INCIDENT_REQUIRED,
+    *(c for c in INCIDENT_OPTIONAL if c not in ("duration_minutes", "duration_s", "status")),
+]
 SERVICE_COLUMNS = ["service", *(c for c in TOPOLOGY_OPTIONAL if c != "soft_depends_on")]
 
 

@@ -31,8 +31,9 @@ FAILURE_MODES: tuple[str, ...] = (
     "other",
 )
 
-INCIDENT_REQUIRED = ("incident_id", "service", "started_at", "resolved_at")
+INCIDENT_REQUIRED = ("incident_id", "service", "started_at")
 INCIDENT_OPTIONAL = (
+    "resolved_at",  # optional: an open incident, or an export that gives a duration instead
     "severity",
     "category",
     "title",
@@ -42,7 +43,14 @@ INCIDENT_OPTIONAL = (
     "caused_by",
     "team",
     "load_factor",
+    "duration_minutes",
+    "duration_s",
+    "status",
 )
+# Other names read as a contract column when the file lacks the column itself.
+INCIDENT_ALIASES = {"duration_s": ("duration_seconds",)}
+# Added by validation to each row used: where its duration comes from (docs/data-contract.md).
+DURATION_SOURCES = ("resolved_at", "duration_column", "open", "not_recorded")
 TOPOLOGY_REQUIRED = ("service", "depends_on")
 TOPOLOGY_OPTIONAL = (
     "tier",

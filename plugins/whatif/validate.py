@@ -21,13 +21,24 @@ import numpy as np
 import pandas as pd
 
 from whatif.errors import UserError
-from whatif.ingest import ROW, Table
-from whatif.schemas import SCHEMA_VERSION
+from whatif.ingest import ROW, Table, open_status
+from whatif.schemas import DURATION_SOURCES, SCHEMA_VERSION
 from whatif.topology import Topology
 
 log = logging.getLogger(__name__)
 
 KEY = "_key"  # an incident row's position: unique even where a mapping split an export row
+# A resolved_at and a duration that differ by more than this contradict each other.
+DURATION_TOLERANCE_MINUTES = 1.0
+# Flag columns of the incident checks, not kept in the validated table.
+INCIDENT_FLAGS = (
+    "severity_check",
+    "last_timestamp",
+    "unknown_caused_by",
+    "bad_resolved_at",
+    "bad_duration",
+    "duration_disagrees",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +115,8 @@ def topology_checks() -> list[Check]:
     ]
 
 
-def incident_checks(table_format: str, services: list[str], now: pd.Timestamp) -> list[Check]:
-    checks = [
+def incident_checks(services: list[str], now: pd.Timestamp) -> list[Check]:
+    return [
         Check(
             "missing_incident_id",
             "soft",
@@ -136,28 +147,17 @@ def incident_checks(table_format: str, services: list[str], now: pd.Timestamp) -
             lambda e: e.ExpectColumnValuesToBeBetween(column="last_timestamp", max_value=now),
             "started_at or resolved_at is in the future",
         ),
-    ]
-    if table_format != "notebook":  # the notebook format has no end times
-        checks += [
-            Check(
-                "bad_resolved_at",
-                "soft",
-                lambda e: e.ExpectColumnValuesToNotBeNull(column="resolved_at"),
-                "resolved_at is empty or not an ISO-8601 timestamp",
+        Check(
+            "resolved_before_started",
+            "soft",
+            lambda e: e.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="resolved_at",
+                column_B="started_at",
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
             ),
-            Check(
-                "resolved_before_started",
-                "soft",
-                lambda e: e.ExpectColumnPairValuesAToBeGreaterThanB(
-                    column_A="resolved_at",
-                    column_B="started_at",
-                    or_equal=True,
-                    ignore_row_if="either_value_is_missing",
-                ),
-                "resolved_at is before started_at",
-            ),
-        ]
-    checks += [
+            "resolved_at is before started_at",
+        ),
         Check(
             "unknown_severity",
             "warn",
@@ -179,8 +179,27 @@ def incident_checks(table_format: str, services: list[str], now: pd.Timestamp) -
             "load_factor must be a positive number (traffic relative to normal); the value "
             "is ignored",
         ),
+        Check(
+            "bad_resolved_at",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeInSet(column="bad_resolved_at", value_set=[False]),
+            "resolved_at is not an ISO-8601 timestamp; it is ignored and the row counts for "
+            "rates, its duration from duration_minutes or duration_s when given",
+        ),
+        Check(
+            "bad_duration",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeInSet(column="bad_duration", value_set=[False]),
+            "duration_minutes or duration_s is not a number >= 0; the value is ignored",
+        ),
+        Check(
+            "duration_disagrees",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeInSet(column="duration_disagrees", value_set=[False]),
+            "resolved_at - started_at and the duration column differ by more than a minute; "
+            "resolved_at is kept",
+        ),
     ]
-    return checks
 
 
 def run_suite(
@@ -355,7 +374,10 @@ def validate_incidents(
     # Clocks drift: only a timestamp more than five minutes ahead of this machine is "future".
     now = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=5)
     frame["last_timestamp"] = frame[["started_at", "resolved_at"]].max(axis=1)
-    checks = incident_checks(table.format, list(topology.services), now)
+    frame["bad_duration"] = (frame["duration_minutes"] < 0) | (frame["duration_s"] < 0)
+    duration = _given_duration_minutes(frame)
+    frame["duration_disagrees"] = _disagrees(frame, duration)
+    checks = incident_checks(list(topology.services), now)
     outcomes, gx_result = run_suite("incidents", frame, checks, index=KEY)
     warnings: list[str] = []
     for outcome in outcomes:
@@ -374,6 +396,8 @@ def validate_incidents(
     )
     frame.loc[unknown_cause, "caused_by"] = pd.NA
     frame.loc[frame["load_factor"] <= 0, "load_factor"] = float("nan")
+    for column in ("duration_minutes", "duration_s"):
+        frame.loc[frame[column] < 0, column] = float("nan")
     start = pd.Timestamp(as_of) - timedelta(days=history_days)
     outside = frame["started_at"].notna() & (
         (frame["started_at"] <= start) | (frame["started_at"] > pd.Timestamp(as_of))
@@ -381,16 +405,20 @@ def validate_incidents(
     for key in frame.loc[outside, KEY]:
         reasons.setdefault(int(key), []).append("outside_window")
     quarantined = frame[KEY].isin(reasons)
-    used = (
-        frame.loc[~quarantined]
-        .drop(columns=[KEY, "severity_check", "last_timestamp", "unknown_caused_by"])
-        .reset_index(drop=True)
+    frame["duration_source"] = _duration_sources(frame, duration, ~quarantined, as_of)
+    derived = frame["duration_source"] == "duration_column"
+    frame.loc[derived, "resolved_at"] = frame.loc[derived, "started_at"] + pd.to_timedelta(
+        duration[derived], unit="min"
     )
+    used = frame.loc[~quarantined].drop(columns=[KEY, *INCIDENT_FLAGS]).reset_index(drop=True)
     quarantine = _quarantine_rows(table, reasons, frame)
     by_reason = Counter(reason for row in reasons.values() for reason in row)
     for outcome in outcomes:
         del outcome["keys"]
     report = _input_report(table, len(frame), len(used), dict(sorted(by_reason.items())), outcomes)
+    report |= _duration_counts(used["duration_source"])
+    if report["rows_rates_only"]:
+        warnings.append(_rates_only_line(table.path, report))
     if len(frame) != len(table.raw):
         report["source_rows"] = len(table.raw)  # a mapping split rows: counts are after it
     # Where the export's history begins, so that the model does not count the days before
@@ -398,6 +426,68 @@ def validate_incidents(
     earliest = frame["started_at"].min()
     report["data_start"] = earliest.isoformat() if pd.notna(earliest) else None
     return used, quarantine, report, warnings, gx_result
+
+
+def _given_duration_minutes(frame: pd.DataFrame) -> pd.Series:
+    """The duration a row gives, in minutes: duration_minutes, else duration_s; NaN when it
+    gives none (or only values that are not a number >= 0, which ingest marked -1)."""
+    minutes = frame["duration_minutes"].where(frame["duration_minutes"] >= 0)
+    seconds = frame["duration_s"].where(frame["duration_s"] >= 0)
+    return minutes.fillna(seconds / 60.0)
+
+
+def _disagrees(frame: pd.DataFrame, duration: pd.Series) -> pd.Series:
+    """Rows whose resolved_at and duration column both say how long, differently (a row that
+    ends before it starts is quarantined for that instead)."""
+    measured = (frame["resolved_at"] - frame["started_at"]).dt.total_seconds() / 60.0
+    return (measured >= 0) & ((measured - duration).abs() > DURATION_TOLERANCE_MINUTES)
+
+
+def _duration_sources(
+    frame: pd.DataFrame, duration: pd.Series, used: pd.Series, as_of: datetime
+) -> pd.Series:
+    """Where each row's duration comes from: its resolved_at; its duration column (then
+    resolved_at = started_at + duration); or, with neither, `open` (still going at as_of: the
+    duration is right-censored) or `not_recorded` (unknown: the row counts for rates only). A
+    row whose resolved_at is given but unreadable ended, so it is not open."""
+    ended = frame["resolved_at"].notna()
+    from_column = ~ended & duration.notna() & frame["started_at"].notna()
+    lasted = (frame["resolved_at"] - frame["started_at"]).fillna(
+        pd.to_timedelta(duration, unit="min")
+    )
+    longest = lasted[(ended | from_column) & used].max()  # NaT when nothing was recorded
+    still_open = _still_open(frame, longest, as_of)
+    is_open = ~ended & ~from_column & ~frame["bad_resolved_at"] & still_open
+    sources = np.select(
+        [ended, from_column, is_open], ["resolved_at", "duration_column", "open"], "not_recorded"
+    )
+    return pd.Series(sources, index=frame.index)
+
+
+def _still_open(frame: pd.DataFrame, longest: pd.Timedelta, as_of: datetime) -> pd.Series:
+    """Whether a row without an end was still going at as_of: what its status word says; with
+    none, whether it started no longer ago than the `longest` duration recorded. An incident
+    "open" for longer than any incident lasted is almost surely a record never closed, and
+    with no recorded duration at all (NaT: fault-injection catalogues) no row is taken as
+    open."""
+    started_recently = (pd.Timestamp(as_of) - frame["started_at"]) <= longest
+    return open_status(frame["status"]).fillna(started_recently).astype(bool)
+
+
+def _duration_counts(sources: pd.Series) -> dict[str, Any]:
+    """validation.json: the rows used by where their duration comes from, and how many count
+    for rates only (no observed duration: open or not recorded)."""
+    counts = {name: int((sources == name).sum()) for name in DURATION_SOURCES}
+    return {"durations": counts, "rows_rates_only": counts["open"] + counts["not_recorded"]}
+
+
+def _rates_only_line(path: str, report: dict[str, Any]) -> str:
+    counts = report["durations"]
+    return (
+        f"{path}: {report['rows_rates_only']} rows have no end time and count for rates only "
+        f"({counts['open']} still open at as_of: their durations are censored; "
+        f"{counts['not_recorded']} with their end not recorded)"
+    )
 
 
 def _match_service_names(
