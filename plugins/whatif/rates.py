@@ -34,6 +34,7 @@ DISPERSIONS: tuple[float, ...] = (math.inf, 32, 16, 8, 4, 2, 1, 0.5)
 MIN_TRAIN_DAYS = 90.0  # history a forecast origin needs before it (and two horizons)
 ALPHA_BOUNDS = (1e-2, 1e3)
 BETA_BOUNDS = (1e-2, 1e8)  # days
+NEWTON_TOLERANCE = 1e-7  # in log alpha and log beta: a relative change of one in ten million
 
 
 MIN_GAP_DAYS = 7.0  # shorter silences are left alone, whatever the rate
@@ -179,7 +180,7 @@ def fit_gamma_priors(
     mean_rate = np.maximum(n.sum(axis=1) / np.maximum(big_t.sum(axis=1, where=mask), 1e-9), 1e-6)
     low = np.log([ALPHA_BOUNDS[0], BETA_BOUNDS[0]])
     high = np.log([ALPHA_BOUNDS[1], BETA_BOUNDS[1]])
-    theta = np.clip(np.column_stack([np.zeros(len(n)), -np.log(mean_rate)]), low, high)
+    theta = np.clip(_moment_start(n, big_t, mask, mean_rate), low, high)
     value = _marginal_loglik(n, big_t, mask, *np.exp(theta).T)
     active = np.arange(len(n))
     for _ in range(100):
@@ -191,7 +192,8 @@ def fit_gamma_priors(
             trial = np.clip(theta[rows] + 0.5**halving * step[pending], low, high)
             trial_value = _marginal_loglik(n[rows], big_t[rows], mask[rows], *np.exp(trial).T)
             better = trial_value >= value[rows] - 1e-12
-            moved[pending[better]] = np.abs(trial[better] - theta[rows[better]]).max(axis=1) > 1e-9
+            change = np.abs(trial[better] - theta[rows[better]]).max(axis=1)
+            moved[pending[better]] = change > NEWTON_TOLERANCE
             theta[rows[better]], value[rows[better]] = trial[better], trial_value[better]
             pending = pending[~better]
             if not len(pending):
@@ -201,6 +203,20 @@ def fit_gamma_priors(
             break
     alpha, beta = np.exp(theta).T
     return alpha, beta
+
+
+def _moment_start(
+    n: np.ndarray, exposure: np.ndarray, mask: np.ndarray, mean_rate: np.ndarray
+) -> np.ndarray:
+    """(log alpha, log beta) by the method of moments, where Newton starts: the spread of the
+    services' rates beyond what Poisson noise explains is the Gamma's variance."""
+    present = np.maximum(mask.sum(axis=1), 1)
+    rates = n / exposure
+    spread = np.where(mask, (rates - mean_rate[:, None]) ** 2, 0.0).sum(axis=1) / present
+    noise = (np.where(mask, 1.0 / exposure, 0.0).sum(axis=1) / present) * mean_rate
+    variance = np.maximum(spread - noise, mean_rate**2 / ALPHA_BOUNDS[1])
+    alpha = mean_rate**2 / variance
+    return np.column_stack([np.log(alpha), np.log(alpha / mean_rate)])
 
 
 def _newton_step(
@@ -440,15 +456,31 @@ def _lattice_scores(
     spans: np.ndarray,
 ) -> np.ndarray:
     """Summed log predictive probability of what happened next, per (half-life, dispersion,
-    origin); each forecast is for the days of its horizon outside the gaps (`spans`)."""
-    shape = alpha[:, :, None] + counts
-    rate = beta[:, :, None] + exposure
-    mean = shape / rate
-    scores = np.zeros((len(alpha), len(DISPERSIONS), counts.shape[1]))
+    origin); each forecast is for the days of its horizon outside the gaps (`spans`).
+
+    Only the scored forecasts are computed, and the log-gamma terms only where something
+    happened (log P(0) = a log p): most services are quiet in most horizons."""
+    points, services = np.nonzero(scored)
+    y = observed[points, services]
+    happened = y > 0
+    shape = alpha[:, points] + counts[:, points, services]  # (half-life, forecast)
+    mean = shape / (beta[:, points] + exposure[:, points, services])
+    span = spans[points]
+    log_factorial = special.gammaln(y[happened] + 1.0)
+    scores = np.zeros((len(alpha), len(DISPERSIONS), len(spans)))
     for k, dispersion in enumerate(DISPERSIONS):  # eight candidates, vectorised otherwise
         wide = predictive_shape(shape, dispersion)
-        log_p = negative_binomial_logpmf(observed[None], wide, wide / mean, spans[None, :, None])
-        scores[:, k] = np.where(scored[None], log_p, 0.0).sum(axis=2)
+        p = (wide / mean) / (wide / mean + span)
+        log_p = wide * np.log(p)
+        busy = wide[:, happened]
+        log_p[:, happened] += (
+            special.gammaln(y[happened] + busy)
+            - special.gammaln(busy)
+            - log_factorial
+            + y[happened] * np.log1p(-p[:, happened])
+        )
+        for h in range(len(alpha)):  # a dozen half-lives: sums per origin
+            scores[h, k] = np.bincount(points, weights=log_p[h], minlength=len(spans))
     return scores
 
 
