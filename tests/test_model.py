@@ -326,7 +326,12 @@ def test_a_service_created_recently_is_exposed_only_since_then():
         for s in ("old", "new")
         for k in range(5)
     ]
-    doc = model.fit(incidents_frame(rows), topology, AS_OF, 730, data_start="2024-01-01")
+    # The window-average rates (half-life off): all ten incidents fell in the last ten days,
+    # which the automatic choice rightly reads as drift, and a 14-day memory forgets exposure.
+    off = ModelSettings(half_life_days="off")
+    doc = model.fit(
+        incidents_frame(rows), topology, AS_OF, 730, data_start="2024-01-01", settings=off
+    )
     by_name = {s.service: s for s in doc.services}
     assert by_name["new"].exposure_days == pytest.approx(100)
     assert by_name["old"].exposure_days == pytest.approx(730)

@@ -214,8 +214,9 @@ def _moment_start(
     rates = n / exposure
     spread = np.where(mask, (rates - mean_rate[:, None]) ** 2, 0.0).sum(axis=1) / present
     noise = (np.where(mask, 1.0 / exposure, 0.0).sum(axis=1) / present) * mean_rate
-    variance = np.maximum(spread - noise, mean_rate**2 / ALPHA_BOUNDS[1])
-    alpha = mean_rate**2 / variance
+    excess = spread - noise
+    # No spread beyond noise (a flat likelihood ridge, e.g. no incidents yet): start at alpha 1.
+    alpha = np.where(excess > 0, mean_rate**2 / np.where(excess > 0, excess, 1.0), 1.0)
     return np.column_stack([np.log(alpha), np.log(alpha / mean_rate)])
 
 
