@@ -271,3 +271,12 @@ def test_a_forecast_over_a_gap_is_for_the_days_recorded():
     inside = np.flatnonzero((lattice.points >= 561) & (lattice.points + HORIZON <= 639))
     assert len(inside) >= 1
     assert (lattice.spans[inside] == 0).all() and not lattice.scored[inside].any()
+
+
+def test_a_fleet_without_failures_has_zero_counts_and_full_exposure():
+    quiet = rates.Events(np.array([]), np.array([], dtype=int), np.zeros(3))
+    counts, exposure = quiet.totals(np.array([100.0, 200.0]), 30.0)
+    assert counts.dtype == float and not counts.any()
+    assert exposure[1] == pytest.approx([30 / math.log(2) * (1 - 0.5 ** (200 / 30))] * 3)
+    plain_counts, days = quiet.window_totals(50.0, 200.0)
+    assert not plain_counts.any() and list(days) == [150.0] * 3

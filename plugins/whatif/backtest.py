@@ -150,10 +150,7 @@ def _fold(
             "per_service_ml": poisson_pit(ml_mean, y),
             "recent_rate": poisson_pit(recent_mean, y),
         },
-        "choice": {
-            "half_life_days": None if math.isinf(choice.half_life_days) else choice.half_life_days,
-            "dispersion": None if math.isinf(choice.dispersion) else choice.dispersion,
-        },
+        "choice": {key: choice.as_dict()[key] for key in ("half_life_days", "dispersion")},
     }
 
 

@@ -1144,8 +1144,7 @@ def _measured_percentiles(
     return None if prior["source"] == "default" else _lognormal_percentiles(mu[i], sigma)
 
 
-def _round(value: float) -> float:
-    return float(f"{value:.6g}")
+_round = rates.significant
 
 
 def _pick(interval: dict[str, np.ndarray], i: int) -> dict[str, float]:

@@ -35,8 +35,6 @@ MIN_TRAIN_DAYS = 90.0  # history a forecast origin needs before it (and two hori
 ALPHA_BOUNDS = (1e-2, 1e3)
 BETA_BOUNDS = (1e-2, 1e8)  # days
 NEWTON_TOLERANCE = 1e-7  # in log alpha and log beta: a relative change of one in ten million
-
-
 MIN_GAP_DAYS = 7.0  # shorter silences are left alone, whatever the rate
 GAP_FALSE_ALARMS = 0.01  # expected silences this long in a steady history of this rate
 GAP_CONTEXT_DAYS = 90.0  # the local rate around a silence: this many days on each side
@@ -70,7 +68,9 @@ class Events:
         size = len(at) * self.services
         kappa = 0.0 if math.isinf(half_life) else math.log(2.0) / half_life
         weights = np.exp(-kappa * (at[slot] - days))
-        counts = np.bincount(key, weights=weights, minlength=size).reshape(len(at), -1)
+        # (bincount of nothing gives integers, even with weights)
+        counts = np.bincount(key, weights=weights, minlength=size).astype(float)
+        counts = counts.reshape(len(at), -1)
         decay = np.exp(-kappa * np.diff(at))
         for j in range(1, len(at)):  # per time, vectorised over services
             counts[j] += counts[j - 1] * decay[j - 1]
@@ -98,12 +98,10 @@ class Events:
         return np.bincount(self.service[inside], minlength=self.services).astype(float)
 
     def window_totals(self, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
-        """Plain counts and days of exposure per service within [low, high)."""
-        begin = np.maximum(low, self.begins)
-        exposure = np.maximum(high - begin, 0.0)
-        for gap_low, gap_high in self.gaps:
-            exposure -= np.maximum(np.minimum(high, gap_high) - np.maximum(begin, gap_low), 0.0)
-        return self.counts_in(low, high), np.maximum(exposure, 0.0)
+        """Plain counts and days of exposure (less the gaps) per service within [low, high):
+        the plain totals up to `high` less those up to `low`."""
+        counts, exposure = self.totals(np.array([low, high]), math.inf)
+        return counts[1] - counts[0], exposure[1] - exposure[0]
 
 
 def _discounted_days(at: np.ndarray, low: np.ndarray, high: np.ndarray, kappa: float) -> np.ndarray:
@@ -565,9 +563,9 @@ def drift(roots: Events, fit: RateFit, window_days: float, names: tuple[str, ...
     summary |= {
         "recent_rate_per_day": _fleet_rate(n_recent, recent_exposure),
         "window_rate_per_day": _fleet_rate(n, exposure),
-        "ratio": _round(ratio),
-        "ratio_p05": _round(low),
-        "ratio_p95": _round(high),
+        "ratio": significant(ratio),
+        "ratio_p05": significant(low),
+        "ratio_p95": significant(high),
         "detected": not math.isinf(fit.choice.half_life_days),
         "largest_changes": _movers(fit, counts, names),
     }
@@ -579,7 +577,7 @@ def _fleet_rate(count: float, exposure: np.ndarray) -> float:
     """Root failures per day of the whole fleet: the count over the mean exposure per service
     present (services that had begun)."""
     present = exposure > 0
-    return _round(count / (exposure[present].mean() if present.any() else 1.0))
+    return significant(count / (exposure[present].mean() if present.any() else 1.0))
 
 
 def _movers(fit: RateFit, counts: np.ndarray, names: tuple[str, ...]) -> list[dict]:
@@ -596,9 +594,9 @@ def _movers(fit: RateFit, counts: np.ndarray, names: tuple[str, ...]) -> list[di
     return [
         {
             "service": names[i],
-            "current_rate_per_day": _round(float(current[i])),
-            "window_rate_per_day": _round(float(average[i])),
-            "ratio": _round(float(ratio[i])),
+            "current_rate_per_day": significant(float(current[i])),
+            "window_rate_per_day": significant(float(average[i])),
+            "ratio": significant(float(ratio[i])),
         }
         for i in order
     ]
@@ -639,5 +637,6 @@ def _drift_statement(
     return f"No drift detected: {recent}. The rates are the window's averages ({how})."
 
 
-def _round(value: float) -> float:
+def significant(value: float) -> float:
+    """A figure for model.json: six significant digits."""
     return float(f"{value:.6g}")
