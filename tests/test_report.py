@@ -168,6 +168,28 @@ def test_the_model_card_says_plainly_whether_rates_drift_and_where_the_export_ha
         assert "no incident at all from 2023-05-17 to 2023-06-28 (42 days)" in page
 
 
+def test_the_model_card_names_a_quiet_spell_before_as_of_and_the_as_of_that_ends_it(tmp_path):
+    # The small shop's newest incident is 2026-05-01: two months of silence before this as-of.
+    (tmp_path / "quiet").mkdir()
+    (tmp_path / "current").mkdir()
+    quiet = small_run(tmp_path / "quiet", as_of=datetime(2026, 7, 1, tzinfo=UTC))
+    validation = json.loads((quiet / "validation.json").read_text())
+    tail = validation["inputs"]["incidents"]["quiet_tail"]
+    assert tail["suggested_as_of"] == "2026-05-02" and round(tail["days"]) == 61
+    markdown, html = (quiet / "report.md").read_text(), (quiet / "report.html").read_text()
+    assert (
+        "- **Quiet until the as-of date:** the newest incident starts 2026-05-01, 61 days before "
+        "2026-07-01, and those days count as days without failures" in markdown
+    )
+    assert f"a silence this long has a chance of {tail['chance_at_that_rate']:.2g})" in markdown
+    assert "rerun with `--as-of 2026-05-02`" in markdown
+    assert "<strong>Quiet until the as-of date:</strong>" in html
+    assert "<code>--as-of 2026-05-02</code>" in html
+    # Ending the window at the data: nothing to say.
+    current = small_run(tmp_path / "current", as_of=datetime(2026, 5, 2, tzinfo=UTC))
+    assert "Quiet until" not in (current / "report.md").read_text()
+
+
 CHROMIUM = next(
     (
         shutil.which(name)

@@ -359,3 +359,58 @@ def test_with_no_recorded_duration_at_all_no_row_is_taken_as_open(tmp_path):
     assert _sources(result) == {"F1": "not_recorded", "F2": "not_recorded"}
     report = result.report["inputs"]["incidents"]
     assert (report["rows_used"], report["rows_rates_only"]) == (2, 2)
+
+
+def _daily_history(first: str, last: str, service: str = "db") -> str:
+    """An incident on every day from first to last (inclusive), one service."""
+    days = pd.date_range(first, last, freq="D")
+    rows = [
+        f"D{i},{service},{d:%Y-%m-%d}T10:00:00Z,{d:%Y-%m-%d}T11:00:00Z" for i, d in enumerate(days)
+    ]
+    return "incident_id,service,started_at,resolved_at\n" + "\n".join(rows) + "\n"
+
+
+def test_a_history_that_stops_long_before_as_of_is_named_with_the_as_of_to_use(tmp_path):
+    result = _validate(tmp_path, _daily_history("2026-01-01", "2026-03-01"))  # as-of 2026-06-01
+    quiet = result.report["inputs"]["incidents"]["quiet_tail"]
+    assert quiet["newest_incident"].startswith("2026-03-01T10:00")
+    assert quiet["days"] == pytest.approx(91.6, abs=0.1)
+    assert quiet["suggested_as_of"] == "2026-03-02"
+    assert quiet["rate_per_day_before"] == pytest.approx(60 / 59, rel=0.02)  # one a day
+    assert quiet["chance_at_that_rate"] < 1e-30
+    [line] = [w for w in result.report["warnings"] if "newest incident" in w]
+    assert line.endswith(
+        "the newest incident starts 2026-03-01, 92 days before --as-of 2026-06-01, and those "
+        "days count as days without incidents, lowering every rate (before them the history had "
+        "one incident every 1.0 days: a silence this long has a chance of less than one in a "
+        "million); if the export ends there, rerun with --as-of 2026-03-02"
+    )
+
+
+def test_a_recent_history_or_one_that_goes_on_after_as_of_has_no_quiet_tail(tmp_path):
+    recent = _validate(tmp_path, _daily_history("2026-01-01", "2026-05-10"))  # 22 days before
+    assert "quiet_tail" not in recent.report["inputs"]["incidents"]
+    assert not any("newest incident" in w for w in recent.report["warnings"])
+    # Quiet before as-of, but the export goes on after it: a real quiet spell, not an end.
+    text = _daily_history("2026-01-01", "2026-03-01") + "L1,db,2026-08-01T10:00:00Z,\n"
+    ongoing = _validate(tmp_path, text)
+    assert "quiet_tail" not in ongoing.report["inputs"]["incidents"]
+    assert ongoing.report["inputs"]["incidents"]["data_end"].startswith("2026-08-01")
+    # A newer row quarantined for another fault says nothing about where the export ends.
+    text = _daily_history("2026-01-01", "2026-03-01") + "G1,ghost,2026-05-30T10:00:00Z,\n"
+    faulty = _validate(tmp_path, text)
+    assert faulty.report["inputs"]["incidents"]["quiet_tail"]["suggested_as_of"] == "2026-03-02"
+
+
+def test_an_empty_window_proposes_the_as_of_after_the_newest_incident(tmp_path):
+    old = _daily_history("2023-01-01", "2023-02-14")
+    with pytest.raises(UserError) as error:
+        _validate(tmp_path, old)  # as-of 2026-06-01, window from 2024-06-01
+    assert str(error.value).endswith(
+        "no usable incident rows (quarantined by reason: outside_window: 45) (the history "
+        "window is 2024-06-01 to 2026-06-01 and the newest incident starts 2023-02-14: rerun "
+        "with --as-of 2023-02-15; in Airflow, a run whose data interval ends then)"
+    )
+    # Rows quarantined for something else keep the general hint.
+    with pytest.raises(UserError, match=r"\(see quarantine.csv; check the history window"):
+        _validate(tmp_path, _daily_history("2026-01-01", "2026-01-03", service="ghost"))

@@ -109,6 +109,15 @@ def model_card(model_doc: ModelDoc) -> dict[str, Any]:
     }
 
 
+def quiet_tail_card(validation: dict[str, Any]) -> dict[str, Any] | None:
+    """The silence before as_of that validation found (validate.quiet_tail), with its chance
+    in words; None when there was none (or validation.json is older than the check)."""
+    from whatif.validate import chance_in_words
+
+    quiet = ((validation.get("inputs") or {}).get("incidents") or {}).get("quiet_tail")
+    return quiet and quiet | {"chance": chance_in_words(quiet["chance_at_that_rate"])}
+
+
 def _rate_card(section: dict[str, Any] | None) -> dict[str, Any] | None:
     """The rate model's choice in words: what the card says about drift and gaps."""
     if not section:
@@ -194,6 +203,7 @@ def render_reports(
         )[:10],
         "validation": validation,
         "card": model_card(model_doc),
+        "quiet_tail": quiet_tail_card(validation),
         "plots": {name: plot_file(name) for name in pictures},
         "summary": summary or {"inputs": {}, "stages": {}, "narration": None},
         "readiness": readiness,

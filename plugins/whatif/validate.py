@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 KEY = "_key"  # an incident row's position: unique even where a mapping split an export row
 # A resolved_at and a duration that differ by more than this contradict each other.
 DURATION_TOLERANCE_MINUTES = 1.0
+# A history whose newest incident is longer than this before --as-of may be an export that
+# stopped: say so, since the quiet days count as days without incidents.
+QUIET_TAIL_DAYS = 30
 # Flag columns of the incident checks, not kept in the validated table.
 INCIDENT_FLAGS = (
     "severity_check",
@@ -425,7 +428,80 @@ def validate_incidents(
     # it as days without incidents.
     earliest = frame["started_at"].min()
     report["data_start"] = earliest.isoformat() if pd.notna(earliest) else None
+    newest = _newest_start(frame, reasons)
+    report["data_end"] = newest.isoformat() if newest is not None else None
+    quiet = quiet_tail(used, newest, as_of, history_days)
+    if quiet:
+        report["quiet_tail"] = quiet
+        warnings.append(_quiet_tail_line(table.path, quiet))
     return used, quarantine, report, warnings, gx_result
+
+
+def _newest_start(frame: pd.DataFrame, reasons: dict[int, list[str]]) -> pd.Timestamp | None:
+    """Where the export's history ends: the newest start of the rows that only the history
+    window keeps out, if anything (rows quarantined for other faults say nothing about it)."""
+    faulty = [key for key, why in reasons.items() if any(r != "outside_window" for r in why)]
+    starts = frame.loc[~frame[KEY].isin(faulty), "started_at"]
+    newest = starts.max()
+    return newest if pd.notna(newest) else None
+
+
+def quiet_tail(
+    used: pd.DataFrame, newest: pd.Timestamp | None, as_of: datetime, history_days: int
+) -> dict[str, Any] | None:
+    """The silence between the export's newest incident and as_of, when it is longer than
+    QUIET_TAIL_DAYS: its length, the as-of that would end the window at the data, and how
+    likely so long a silence is at the rate the window had before it (Poisson)."""
+    end = pd.Timestamp(as_of)
+    if newest is None or used.empty or end - newest <= pd.Timedelta(days=QUIET_TAIL_DAYS):
+        return None
+    days = (end - newest) / pd.Timedelta(days=1)
+    start = max(end - pd.Timedelta(days=history_days), used["started_at"].min())
+    before = max((newest - start) / pd.Timedelta(days=1), 1.0)
+    rate = len(used) / before
+    return {
+        "newest_incident": newest.isoformat(),
+        "as_of": end.isoformat(),
+        "days": round(days, 1),
+        "rate_per_day_before": rate,
+        "chance_at_that_rate": float(np.exp(-rate * days)),
+        "suggested_as_of": (newest + pd.Timedelta(days=1)).date().isoformat(),
+    }
+
+
+def chance_in_words(chance: float) -> str:
+    """A small probability as a reader takes it in: "0.03", "less than one in a million"."""
+    return "less than one in a million" if chance < 1e-6 else f"{chance:.2g}"
+
+
+def _quiet_tail_line(path: str, quiet: dict[str, Any]) -> str:
+    odds = chance_in_words(quiet["chance_at_that_rate"])
+    spacing = 1 / quiet["rate_per_day_before"]
+    every = f"{spacing:.1f}" if spacing < 10 else f"{spacing:.0f}"
+    return (
+        f"{path}: the newest incident starts {quiet['newest_incident'][:10]}, "
+        f"{quiet['days']:.0f} days before --as-of {quiet['as_of'][:10]}, and those days "
+        "count as days without incidents, lowering every rate (before them the history had "
+        f"one incident every {every} days: a silence this long has a chance of {odds}); if "
+        f"the export ends there, rerun with --as-of {quiet['suggested_as_of']}"
+    )
+
+
+def _empty_window_hint(report: dict[str, Any], as_of: datetime, history_days: int) -> str:
+    """What to do when nothing was usable: when the window missed the history, the as-of
+    date that ends it the day after the newest incident."""
+    newest = report.get("data_end")
+    start = pd.Timestamp(as_of) - timedelta(days=history_days)
+    if "outside_window" in report["quarantined_by_reason"] and newest:
+        newest_start = pd.Timestamp(newest)
+        if not start < newest_start <= pd.Timestamp(as_of):
+            after = (newest_start + pd.Timedelta(days=1)).date().isoformat()
+            return (
+                f"the history window is {start.date()} to {pd.Timestamp(as_of).date()} and the "
+                f"newest incident starts {newest_start.date()}: rerun with --as-of {after}; "
+                "in Airflow, a run whose data interval ends then"
+            )
+    return "see quarantine.csv; check the history window (--as-of) and service names"
 
 
 def _given_duration_minutes(frame: pd.DataFrame) -> pd.Series:
@@ -604,7 +680,7 @@ def validate(
         raise UserError(
             f"no usable incident rows (quarantined by reason: {reasons})",
             file=incidents.path,
-            hint="see quarantine.csv; check the history window (--as-of) and service names",
+            hint=_empty_window_hint(incident_report, as_of, history_days),
         )
     for line in warnings:
         log.warning("%s", line)
