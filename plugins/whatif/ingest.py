@@ -221,25 +221,34 @@ def _type_incidents(
     for column in ("incident_id", "service", "caused_by"):
         frame[column] = frame[column].replace("", pd.NA)
     frame["load_factor"] = positive_numbers(frame["load_factor"])
-    for column in DURATION_COLUMNS:
-        frame[column] = non_negative_numbers(frame[column])
+    frame["duration_minutes"] = non_negative_numbers(
+        frame["duration_minutes"], MAX_DURATION_MINUTES
+    )
+    frame["duration_s"] = non_negative_numbers(frame["duration_s"], MAX_DURATION_MINUTES * 60)
     return frame
 
 
 def positive_numbers(text: pd.Series) -> pd.Series:
-    """Numbers > 0; empty text is NaN, and anything else given (a word, 0, a negative) is -1,
-    for validation to warn about and then ignore."""
-    values = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype(float)
-    given = text.astype(str).str.strip() != ""
-    return values.where(~given | (values > 0), -1.0)
-
-
-def non_negative_numbers(text: pd.Series) -> pd.Series:
-    """Finite numbers >= 0; empty text is NaN, and anything else given (a word, a negative,
+    """Finite numbers > 0; empty text is NaN, and anything else given (a word, 0, a negative,
     inf) is -1, for validation to warn about and then ignore."""
     values = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype(float)
     given = text.astype(str).str.strip() != ""
-    return values.where(~given | ((values >= 0) & np.isfinite(values)), -1.0)
+    return values.where(~given | ((values > 0) & np.isfinite(values)), -1.0)
+
+
+# The longest duration read from duration_minutes / duration_s: ten years. Longer is no
+# incident (a typo, seconds written as minutes), and ends computed from it must stay within
+# the timestamps' range (EARLIEST..LATEST).
+MAX_DURATION_MINUTES = 10 * 365.25 * 24 * 60
+
+
+def non_negative_numbers(text: pd.Series, most: float = np.inf) -> pd.Series:
+    """Finite numbers from 0 to `most`; empty text is NaN, and anything else given (a word, a
+    negative, inf, more than `most`) is -1, for validation to warn about and then ignore."""
+    values = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype(float)
+    given = text.astype(str).str.strip() != ""
+    ok = (values >= 0) & (values <= most) & np.isfinite(values)
+    return values.where(~given | ok, -1.0)
 
 
 def open_status(status: pd.Series) -> pd.Series:
@@ -269,6 +278,13 @@ ZONE_ABBREVIATIONS = {
     "IST": "+05:30",
     "JST": "+09:00",
 }
+# Timestamps are read from 1900-01-01 up to (not including) 2190-01-01. pandas holds them in
+# nanoseconds (1677 to 2262) and the time between two of them in nanoseconds too (at most 292
+# years): within these 290 years every timestamp, and every duration between two of them,
+# fits. One outside (a typo in the year, 0001-01-01 or 9999-12-31 written for "unknown") is
+# unreadable: NaT, for validation to report as it reports any bad timestamp.
+EARLIEST = pd.Timestamp("1900-01-01")
+LATEST = pd.Timestamp("2190-01-01")
 _NAMED_ZONE = re.compile(
     r"^(?P<time>.*?\d)\s*(?:\[(?P<b>[^\]]+)\]|\s(?P<z>[A-Za-z][A-Za-z_+-]*(?:/[A-Za-z0-9_+-]+)*))$"
 )
@@ -285,14 +301,13 @@ def parse_timestamps(
     text = values.astype(str).str.strip()
     parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     if timestamp_format:
-        formatted = pd.to_datetime(text, format=timestamp_format, errors="coerce")
+        # A format with an offset (%z) or zone (%Z) gives aware values, often several offsets
+        # in one column (summer and winter time), which pandas reads together only into UTC.
+        aware = "%z" in timestamp_format or "%Z" in timestamp_format
+        formatted = pd.to_datetime(text, format=timestamp_format, errors="coerce", utc=aware)
         done = formatted.notna()
         if done.any():
-            parsed[done] = (
-                formatted[done]
-                .dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-                .dt.tz_convert("UTC")
-            )
+            parsed[done] = _localised(formatted[done], zone)
         text = text.where(~done, "")
     named = text.str.contains(r"[A-Za-z]{2,}|\]$", regex=True) & (text != "")
     plain = ~named & (text != "")
@@ -317,13 +332,47 @@ def _parse_iso(text: pd.Series, zone: str) -> pd.Series:
     aware = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
     out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
     if aware.any():
-        out[aware] = pd.to_datetime(text[aware], utc=True, format="ISO8601", errors="coerce")
+        out[aware] = _within_range(
+            pd.to_datetime(text[aware], utc=True, format="ISO8601", errors="coerce")
+        )
     if (~aware).any():
-        naive = pd.to_datetime(text[~aware], format="ISO8601", errors="coerce")
-        if getattr(naive.dt, "tz", None) is None:
-            naive = naive.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-        out[~aware] = naive.dt.tz_convert("UTC")
+        try:
+            naive = pd.to_datetime(text[~aware], format="ISO8601", errors="coerce")
+        except ValueError:  # "Mixed timezones": an offset the pattern missed ("+05")
+            out[~aware] = _parse_each(text[~aware], zone)
+        else:
+            out[~aware] = _localised(naive, zone)
     return out
+
+
+def _localised(parsed: pd.Series, zone: str) -> pd.Series:
+    """Parsed timestamps in range, in UTC: naive ones are taken to be in `zone`."""
+    parsed = _within_range(parsed)
+    if parsed.dt.tz is None:
+        parsed = parsed.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    return parsed.dt.tz_convert("UTC")
+
+
+def _parse_each(text: pd.Series, zone: str) -> pd.Series:
+    """One distinct value at a time, for a column that mixes naive values with offsets that
+    pandas reads (which it refuses to parse together): slower, and only then."""
+    one = {
+        value: _localised(
+            pd.to_datetime(pd.Series([value]), format="ISO8601", errors="coerce"), zone
+        ).iloc[0]
+        for value in text.unique()
+    }
+    return text.map(one).astype("datetime64[ns, UTC]")
+
+
+def _within_range(parsed: pd.Series) -> pd.Series:
+    """Parsed timestamps, in whatever resolution pandas chose for them (years outside
+    1677-2262 come back in microseconds), with those outside EARLIEST..LATEST made NaT."""
+    if parsed.dt.tz is None:
+        low, high = EARLIEST, LATEST
+    else:
+        low, high = EARLIEST.tz_localize("UTC"), LATEST.tz_localize("UTC")
+    return parsed.where((parsed >= low) & (parsed < high))
 
 
 def _parse_in_zone(times: pd.Series, name: str, zone: str) -> pd.Series:
@@ -388,7 +437,8 @@ def topology_table(raw: pd.DataFrame, display: str) -> Table:
     frame["bad_created_at"] = given & frame["created_at"].isna()
     frame["user_facing"] = frame["user_facing"].map(_parse_bool)
     frame["slo_target"] = frame["slo_target"].map(_parse_slo)
-    frame["traffic_weight"] = pd.to_numeric(frame["traffic_weight"], errors="coerce")
+    # Float even when every weight is a whole number: validation marks bad ones with inf.
+    frame["traffic_weight"] = pd.to_numeric(frame["traffic_weight"], errors="coerce").astype(float)
     frame["service"] = frame["service"].replace("", pd.NA)
     return Table(frame=frame, raw=raw, path=display, format=fmt)
 

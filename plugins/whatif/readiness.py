@@ -54,6 +54,7 @@ def load_exercises(
     """The exercise log: (the rows used, what validation found, the rows quarantined with
     their reason). A missing column is a UserError naming the file and the column."""
     from whatif.sources import read_table
+    from whatif.validate import spreadsheet_safe
 
     frame = read_table(location, conn_id)
     for column in REQUIRED:
@@ -70,8 +71,10 @@ def load_exercises(
     for record in frame.to_dict("records"):
         exercise, reason = _parse_row(record, known, as_of.date())
         if exercise is None:
+            # quarantine_exercises.csv is opened in spreadsheets: no cell may run as a formula.
             quarantined.append({"row": int(record["_row"]), "reason": reason, **{
-                c: _text(record.get(c)) for c in (*REQUIRED, *OPTIONAL) if c in frame.columns
+                c: spreadsheet_safe(_text(record.get(c)))
+                for c in (*REQUIRED, *OPTIONAL) if c in frame.columns
             }})  # fmt: skip
         else:
             used.append(exercise)

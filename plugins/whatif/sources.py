@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from whatif.errors import UserError
+from whatif.errors import UserError, shown
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,10 @@ def _read_json_lines(data: bytes, location: str) -> tuple[pd.DataFrame, np.ndarr
             raise UserError(
                 f"not a JSON object: {error.args[0]}", file=location, row=number
             ) from None
+        except RecursionError:  # [[[[... thousands deep: no incident export nests so
+            raise UserError(
+                "not a JSON object: nested too deeply", file=location, row=number
+            ) from None
         if not isinstance(value, dict):
             raise UserError("each line must be a JSON object", file=location, row=number)
         rows.append(
@@ -241,17 +245,25 @@ def _decode_unicode(data: bytes, encoding: str, location: str) -> str:
         ) from None
 
 
+def first_line(text: str) -> str:
+    """The text's first line, whatever ends it: LF, CRLF or a lone CR (old Mac exports)."""
+    return re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
+
+
 def sniff_delimiter(text: str) -> str:
     """`,` unless the header line clearly uses `;`, a tab or `|` instead."""
-    header = text.split("\n", 1)[0]
+    header = first_line(text)
     counts = {d: header.count(d) for d in DELIMITERS}
     best = max(counts, key=lambda d: (counts[d], d == ","))
     if counts[best] == 0:
         return ","
+    # The sniffer reads lines at LF only: a sample of CR-only lines is one line to it.
+    sample = re.sub(r"\r\n?", "\n", text[:65536])
     try:
-        return csv.Sniffer().sniff(text[:65536], delimiters=DELIMITERS).delimiter
+        sniffed = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
         return best
+    return sniffed if counts.get(sniffed) else best  # never one the header does not use
 
 
 def _read_csv(data: bytes, location: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -259,7 +271,7 @@ def _read_csv(data: bytes, location: str) -> tuple[pd.DataFrame, np.ndarray]:
     text = decode(data, location)
     if not text.strip():
         raise UserError("the file is empty", file=location)
-    if not text.split("\n", 1)[0].strip():
+    if not first_line(text).strip():
         raise UserError(
             "the first row is empty", file=location, row=1, hint="the header must be row 1"
         )
@@ -318,10 +330,14 @@ def _records(text: str, delimiter: str) -> Iterator[list[str]]:
 
 
 def _blank_lines(text: str, delimiter: str, frame: pd.DataFrame) -> np.ndarray:
-    """Which rows of `frame` are blank lines of the file: skipped, as by every CSV reader.
-    A row of empty fields (`,,,`) is not one: it stays, for validation to report it. Only
-    when some row is all empty is the file read again to tell the two apart."""
-    empty = (frame == "").all(axis=1).to_numpy()
+    """Which rows of `frame` are blank lines of the file (nothing, or only white space such
+    as a tab): skipped, as by every CSV reader. A row of empty fields (`,,,`) is not one: it
+    stays, for validation to report it. Only when some row is all empty is the file read
+    again to tell the two apart."""
+    if frame.empty or not len(frame.columns):
+        return np.zeros(len(frame), dtype=bool)
+    first = frame.iloc[:, 0]
+    empty = ((frame.iloc[:, 1:] == "").all(axis=1) & (first.str.strip() == "")).to_numpy()
     if not empty.any():
         return empty
     try:
@@ -335,8 +351,10 @@ def _blank_lines(text: str, delimiter: str, frame: pd.DataFrame) -> np.ndarray:
 
 
 def _first_line(error: Exception) -> str:
+    """A library's error message for a one-line UserError: its first line, shortened (a
+    Parquet reader may quote a page of binary)."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return shown(text.splitlines()[0], 200) if text else type(error).__name__
 
 
 Fetch = Callable[[str, dict[str, Any]], pd.DataFrame]

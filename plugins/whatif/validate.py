@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from whatif.errors import UserError
+from whatif.errors import UserError, shown
 from whatif.ingest import ROW, Table, open_status
 from whatif.schemas import DURATION_SOURCES, SCHEMA_VERSION
 from whatif.topology import Topology
@@ -193,7 +193,8 @@ def incident_checks(services: list[str], now: pd.Timestamp) -> list[Check]:
             "bad_duration",
             "warn",
             lambda e: e.ExpectColumnValuesToBeInSet(column="bad_duration", value_set=[False]),
-            "duration_minutes or duration_s is not a number >= 0; the value is ignored",
+            "duration_minutes or duration_s is not a number >= 0 (of at most ten years); the "
+            "value is ignored",
         ),
         Check(
             "duration_disagrees",
@@ -329,7 +330,7 @@ def _raise_on_hard_failure(
             values = table.frame.set_index(ROW).loc[rows, column]
             value = values.iloc[-1]
             same = [str(r) for r, v in values.items() if pd.isna(value) or v == value]
-            message += f": {value!r}" if pd.notna(value) else ""
+            message += f": {shown(repr(value))}" if pd.notna(value) else ""
             message += f" (rows {', '.join(same[:10])})" if len(same) > 1 else ""
         raise UserError(
             message,
@@ -590,7 +591,12 @@ def read_aliases(location: str) -> dict[str, str]:
 
         from whatif.sources import decode, read_bytes
 
-        data = yaml.safe_load(decode(read_bytes(location), location)) or {}
+        try:
+            data = yaml.safe_load(decode(read_bytes(location), location)) or {}
+        except yaml.YAMLError as error:
+            raise UserError(
+                f"not valid YAML: {str(error).splitlines()[0]}", file=location
+            ) from None
         if not isinstance(data, dict):
             raise UserError("an aliases YAML file must map alias: service", file=location)
         return {str(k): str(v) for k, v in data.items()}
