@@ -5,10 +5,10 @@ Statistics decide, the narrator writes. The template narrator is deterministic a
 An LLM narrator (Ollama or an OpenAI-compatible server, whatif.llm) gets the scenario's facts,
 its neighbourhood in the topology, the most similar past incidents and the event as JSON data,
 and must answer JSON of the `Narrative` schema. The answer is checked against the schema and
-against the facts (`grounding_errors`: no service, team or URL that is not in them, no number
-that is not one of theirs); a rejected answer is retried with the errors fed back (at most
-MAX_CORRECTIONS times), then the template narrator writes the scenario and the `narrator`
-field says why: "template (fallback: <reason>)".
+against the facts (`grounding_errors`, whatif.grounding: every name in the facts' closed
+vocabulary, no URL or number that is not one of theirs); a rejected answer is retried with
+the errors fed back (at most MAX_CORRECTIONS times), then the template narrator writes the
+scenario and the `narrator` field says why: "template (fallback: <reason>)".
 
 The inputs a prompt needs (neighbourhood, similar incidents, response times) are gathered at
 the simulate stage into `narration_inputs.json` (`build_inputs`), so that narrating needs
@@ -22,7 +22,6 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +29,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from whatif import grounding
 from whatif.config import RunConfig
+from whatif.grounding import json_nodes
 from whatif.llm import ChatClient, CircuitBreaker, LLMError, ResponseCache, RetryPolicy
-from whatif.schemas import FAILURE_MODES, NARRATIVE_SCHEMA_VERSION, Narrative, ScenariosDoc
+from whatif.schemas import (
+    NARRATIVE_SCHEMA_VERSION,
+    Narrative,
+    RunInfo,
+    ScenariosDoc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -537,7 +543,7 @@ def llm_schema() -> dict[str, Any]:
     """The Narrative JSON schema as strict structured-output servers want it: every property
     required, no others allowed (OpenAI's strict mode rejects optional ones)."""
     schema = Narrative.model_json_schema()
-    for node in list(_nodes(schema)):
+    for node in list(json_nodes(schema)):
         if isinstance(node, dict) and node.get("type") == "object" and "properties" in node:
             node["required"] = list(node["properties"])
             node["additionalProperties"] = False
@@ -546,311 +552,15 @@ def llm_schema() -> dict[str, Any]:
     return schema
 
 
-def _nodes(tree: Any) -> Iterable[Any]:
-    """Every node of a JSON tree, depth first, the containers before what they hold."""
-    yield tree
-    children = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, list) else ()
-    for child in children:
-        yield from _nodes(child)
-
-
 # ---------------------------------------------------------------------------- grounding
-
-URL = re.compile(r"https?://[^\s)\]>\"']+")
-IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*[A-Za-z0-9]")
-NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w])")
-DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
-HTTP_CODE = re.compile(r"\b(?:HTTP|status)\s+([45]\d\d)\b|\b([45]\d\d)\s+(?:errors?|responses?)\b")
-JARGON = re.compile(r"\b(?:SEV\d|P\d|p\d\d|[45]xx|[A-Z]+\d+)\b")
-# Hyphenated words of ordinary English and SRE prose (never service names).
-_COMPOUNDS = """
-on-call short-term long-term follow-up read-only rate-limit rate-limiting rate-limited
-roll-back rolled-back fail-over failed-over post-mortem real-time third-party e-mail
-health-check health-checks status-page end-to-end well-known up-to-date multi-region
-multi-zone multi-az cross-region cross-zone auto-scaling autoscaling load-balancer
-load-balancers circuit-breaker circuit-breakers back-pressure write-ahead read-replica
-read-replicas in-flight user-facing error-budget non-critical re-run re-try pre-event
-self-service time-out time-outs hot-fix run-book sign-off hand-off war-room all-hands
-so-called first-line second-line top-level high-level low-level day-to-day built-in opt-in
-opt-out feature-flag feature-flags fall-back fallback log-in sign-in set-up go-live
-cut-over clean-up break-glass long-running short-lived least-privilege single-point
-point-in-time zero-downtime blue-green read-write write-heavy read-heavy per-service
-per-request peak-time off-peak check-out check-in pay-out x-request-id data-quality
-in-memory out-of-band out-of-memory connection-pool connection-pools slow-query
-slow-queries dead-letter at-least-once exactly-once hard-coded well-tested stand-by
-standby hot-standby warm-standby cold-start re-deploy re-deployed non-essential cache-miss
-cache-misses error-rate error-rates
-"""
-COMMON_COMPOUNDS = frozenset(_COMPOUNDS.split())
-# Parts of an identifier that make it a component's name (see _looks_like_a_name).
-COMPONENT_WORDS = frozenset(
-    [
-        "service",
-        "svc",
-        "api",
-        "db",
-        "database",
-        "gateway",
-        "gw",
-        "worker",
-        "workers",
-        "queue",
-        "cache",
-        "proxy",
-        "provider",
-        "store",
-        "storage",
-        "web",
-        "app",
-        "frontend",
-        "backend",
-        "bff",
-        "server",
-        "cluster",
-        "broker",
-        "bus",
-        "stream",
-        "primary",
-        "replica",
-        "ingress",
-        "egress",
-        "discovery",
-        "registry",
-        "auth",
-        "lb",
-        "dns",
-        "cdn",
-        "team",
-        "oncall",
-        "platform",
-        "engine",
-        "scheduler",
-        "cron",
-        "job",
-        "jobs",
-        "consumer",
-        "producer",
-        "topic",
-        "bucket",
-        "vault",
-        "kafka",
-        "redis",
-        "postgres",
-        "mysql",
-        "mongo",
-        "elasticsearch",
-        "rabbitmq",
-        "memcached",
-        "nginx",
-        "k8s",
-        "node",
-        "nodes",
-        "pod",
-        "pods",
-        "host",
-        "hosts",
-        "svc",
-    ]
-)
-NAMED_WITH_A_NOUN = re.compile(
-    r"\b(?:the|a|an)\s+([A-Za-z][A-Za-z0-9]+)\s+(service|microservice|database|team|cluster|queue)\b"
-)
-GENERIC_QUALIFIERS = frozenset(
-    [
-        "affected",
-        "upstream",
-        "downstream",
-        "dependent",
-        "dependency",
-        "failing",
-        "failed",
-        "root",
-        "same",
-        "other",
-        "whole",
-        "critical",
-        "primary",
-        "secondary",
-        "owning",
-        "owner",
-        "internal",
-        "external",
-        "backing",
-        "shared",
-        "core",
-        "new",
-        "healthy",
-        "degraded",
-        "impacted",
-        "broken",
-        "payment",
-        "user",
-        "customer",
-        "main",
-        "single",
-        "first",
-        "second",
-        "third",
-        "next",
-        "previous",
-        "responsible",
-        "relevant",
-        "right",
-        "wrong",
-        "on-call",
-        "oncall",
-        "sre",
-        "platform",
-        "security",
-        "support",
-        "network",
-        "data",
-        "storage",
-        "database",
-        "frontend",
-        "backend",
-        "edge",
-        "central",
-        "incident",
-        "response",
-        "communications",
-        "comms",
-        "engineering",
-        "operations",
-        "ops",
-        "infrastructure",
-        "application",
-        "web",
-        "mobile",
-        "entire",
-        "local",
-        "remote",
-        "individual",
-        "specific",
-        "particular",
-        "given",
-        "failover",
-        "standby",
-        "replica",
-        "underlying",
-        "downstream's",
-        "upstream's",
-    ]
-)
 
 
 def grounding_errors(
     narrative: Narrative, facts: dict[str, Any], inputs: dict[str, Any]
 ) -> list[str]:
-    """What the narrative states that the facts do not: unknown service or team names,
-    unknown URLs, numbers that are none of the facts' (the injects' minutes are its own)."""
-    texts = list(_texts(narrative))
-    errors: list[str] = []
-    runbooks = set(inputs.get("runbooks", {}).values())
-    known = _known_names(inputs)
-    allowed = _allowed_numbers(facts, inputs, narrative)
-    for text in texts:
-        for url in URL.findall(text):
-            if url.rstrip(".,;:") not in runbooks:
-                errors.append(f"names the URL {url!r}, which is not a runbook in the facts")
-        stripped = URL.sub(" ", text)
-        for named in _named_with_a_noun(stripped, known):
-            errors.append(f"names {named!r}, which is not a service or team in the topology")
-        for token in IDENTIFIER.findall(stripped):
-            lowered = token.lower().strip(".")
-            if _looks_like_a_name(lowered) and lowered not in known:
-                errors.append(f"names {token!r}, which is not a service or team in the topology")
-            if lowered in known or _looks_like_a_name(lowered):
-                stripped = stripped.replace(token, " ")
-        stripped = DATE.sub(
-            lambda m: " " if m.group(0) in allowed["dates"] else m.group(0), stripped
-        )
-        for match in DATE.findall(stripped):
-            errors.append(f"states the date {match}, which is not in the facts")
-        stripped = DATE.sub(" ", stripped)
-        stripped = HTTP_CODE.sub(" ", stripped)
-        stripped = JARGON.sub(" ", stripped)
-        for whole, decimals in NUMBER.findall(stripped):
-            value = float(whole.replace(",", "") + decimals)
-            if not _matches(value, len(decimals) - 1 if decimals else 0, allowed["numbers"]):
-                errors.append(
-                    f"states the number {whole}{decimals}, which is none of the facts' numbers"
-                )
-    return sorted(set(errors))
-
-
-def _texts(narrative: Narrative) -> Iterable[str]:
-    yield narrative.title
-    yield narrative.narrative
-    yield narrative.predicted_impact
-    for inject in narrative.injects:
-        yield inject.event
-        yield inject.observed
-    yield from narrative.detection_signals
-    mitigations = narrative.mitigations
-    yield from (*mitigations.immediate, *mitigations.short_term, *mitigations.long_term)
-    for item in narrative.checklist:
-        yield item.role
-        yield item.action
-    yield from narrative.facilitator_questions
-
-
-def _known_names(inputs: dict[str, Any]) -> set[str]:
-    names = set(inputs.get("services", []))
-    names |= set(inputs.get("owners", {}).values()) | set(inputs.get("oncall", {}).values())
-    names |= set(FAILURE_MODES) | COMMON_COMPOUNDS
-    return {n.lower() for n in names}
-
-
-def _looks_like_a_name(token: str) -> bool:
-    """A service- or team-like identifier: kebab-case, snake_case or dotted, with letters,
-    and with a digit or a part that names a component ("inventory-db", "svc-00012"), so that
-    ordinary compounds ("replication-lag", "load-test") are not taken for names."""
-    if not (re.search(r"[a-z]", token) and re.search(r"[a-z0-9][-_.][a-z0-9]", token)):
-        return False
-    parts = re.split(r"[-_.]", token)
-    return any(part.isdigit() or part in COMPONENT_WORDS for part in parts)
-
-
-def _named_with_a_noun(text: str, known: set[str]) -> list[str]:
-    """Single words used as a name: "the inventory service", "the growth team"."""
-    return [
-        f"{word} {noun}"
-        for word, noun in NAMED_WITH_A_NOUN.findall(text)
-        if word.lower() not in known and word.lower() not in GENERIC_QUALIFIERS
-    ]
-
-
-def _allowed_numbers(
-    facts: dict[str, Any], inputs: dict[str, Any], narrative: Narrative
-) -> dict[str, set]:
-    document = prompt_document(facts, inputs)
-    numbers: set[float] = set(range(0, 11))  # counts and "1 in 10"
-    dates: set[str] = set()
-
-    for node in _nodes(document):
-        if isinstance(node, int | float) and not isinstance(node, bool):
-            value = float(node)
-            numbers.update({value, value * 100, value / 60, value / 1440})
-        elif isinstance(node, str):
-            dates.update(DATE.findall(node))
-            for match in NUMBER.findall(node):
-                numbers.add(float(match[0].replace(",", "") + match[1]))
-    numbers.update(float(inject.minute) for inject in narrative.injects)
-    return {"numbers": numbers, "dates": dates}
-
-
-def _matches(value: float, decimals: int, allowed: set[float]) -> bool:
-    """The stated value is an allowed one rounded to the decimals stated, or to one or two
-    significant figures ("about 40 minutes" for 38.2)."""
-    for candidate in allowed:
-        if abs(round(candidate, decimals) - value) < 1e-9:
-            return True
-        if candidate and any(
-            abs(float(f"{candidate:.{digits}g}") - value) < 1e-9 for digits in (1, 2)
-        ):
-            return True
-    return False
+    """What the narrative states that the scenario's facts do not (whatif.grounding: names
+    outside the facts' closed vocabulary, unknown URLs, numbers and dates)."""
+    return grounding.grounding_errors(narrative, prompt_document(facts, inputs), inputs)
 
 
 # ---------------------------------------------------------------------------- narrating
@@ -1067,7 +777,10 @@ def narrate_all(workdir: Path, config: RunConfig, client: ChatClient | None = No
 
 def assemble(workdir: Path, config: RunConfig) -> Path:
     """scenarios.json (the contract) from the narrated files, in report order, with the
-    narration summed up."""
+    narration summed up and the run's identity as recorded when it started (so that
+    re-narrating keeps it, and publishing lands in the same run folder)."""
+    from whatif import runs
+
     facts = json.loads(stage_path(workdir, FACTS_FILE).read_text(encoding="utf-8"))
     inputs = _inputs(workdir)
     narrated = []
@@ -1082,6 +795,7 @@ def assemble(workdir: Path, config: RunConfig) -> Path:
         inputs["model_inputs"],
         config,
         datetime.fromisoformat(inputs["as_of"]),
+        runs.recorded(stage_path(workdir, runs.RUN_FILE)),
     )
     from whatif.report import write_json
 
@@ -1094,8 +808,10 @@ def scenarios_document(
     model_inputs: dict[str, Any],
     config: RunConfig,
     as_of: datetime,
+    run: RunInfo | None = None,
 ) -> ScenariosDoc:
-    """The scenarios.json contract of a run."""
+    """The scenarios.json contract of a run; `run` is its identity (None: `whatif simulate`,
+    which makes no run folder)."""
     return ScenariosDoc.model_validate(
         {
             "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
@@ -1111,6 +827,7 @@ def scenarios_document(
             "scenarios": narrated,
             "narration": summary(narrated, config),
             "focus_services": list(config.focus_services),
+            "run": run.model_dump() if run else None,
         }
     )
 
