@@ -434,6 +434,8 @@ def what_if_scenarios() -> None:
         config = _run_config(params)
         with _workspace(location, params) as workdir, observe.stage(workdir, "extract", run_id):
             pipeline.extract(_inputs(params), workdir, config.effective_as_of, config.history_days)
+            # The run's identity, into scenarios.json: publish reads it from there.
+            pipeline.record_run(workdir, run_id, config.effective_as_of.date())
         return location
 
     @task
@@ -511,7 +513,7 @@ def what_if_scenarios() -> None:
         """scenarios.json from the narrated scenarios, with the narration summed up."""
         from whatif import narrate, observe
 
-        only = (*NARRATE_FILES, "_stage/narrated/", "_stage/timings/")
+        only = (*NARRATE_FILES, "_stage/narrated/", "_stage/timings/", "_stage/run.json")
         with (
             _workspace(location, params, only=only) as workdir,
             observe.stage(workdir, "assemble_narration", run_id),
@@ -553,11 +555,12 @@ def what_if_scenarios() -> None:
         whatif_confluence. Then the Asset event, whose extra says where everything went.
         Returns that and the run summary (inputs, quarantined rows, scenarios, LLM calls,
         fallbacks, tokens, each stage's duration)."""
-        from whatif import observe, pipeline
+        from whatif import observe, pipeline, runs
 
-        as_of = _run_config(params).effective_as_of
-        published: dict[str, Any] = {"run_id": run_id, "targets": [], "confluence": None}
+        published: dict[str, Any] = {"targets": [], "confluence": None}
         with _workspace(location, params) as workdir:
+            run = runs.of_folder(workdir)  # Airflow's run_id, recorded by extract
+            published |= {"run_id": run.id, "run_date": run.date}
             log = observe.run_log(run_id, "publish")
             for target in params["publish_targets"]:
                 if target == "confluence":
@@ -566,9 +569,7 @@ def what_if_scenarios() -> None:
                     log.info("report published: Confluence page %s (v%s)", page["url"],
                              page["version"])  # fmt: skip
                     continue
-                where = pipeline.run_publish(
-                    workdir, target, as_of.date(), run_id, _reports_conn_id(target)
-                )
+                where = pipeline.run_publish(workdir, target, _reports_conn_id(target))
                 published["targets"].append(where)
                 print(f"report published: {where['run']}/report.html (latest: {where['latest']})")
             published["top"] = pipeline.top_scenarios(workdir)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
@@ -420,6 +423,7 @@ def test_an_llm_narrates_through_the_cli_and_the_api_key_never_leaks(tmp_path):
             env=env, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         assert first.returncode == 0, first.stderr[-2000:]
+        run = json.loads((out / "scenarios.json").read_text())["run"]
         calls = len(server.chat_requests())
         again = subprocess.run(
             [sys.executable, "-m", "whatif", "-v", "narrate", str(out), "--report"],
@@ -434,6 +438,7 @@ def test_an_llm_narrates_through_the_cli_and_the_api_key_never_leaks(tmp_path):
     assert doc.narration.cached == 8 and doc.narration.calls == 0
     assert "0 calls, 8 answers from the cache" in again.stdout
     assert all(s.narrator == "ollama:tiny" for s in doc.scenarios)
+    assert doc.run is not None and doc.run.model_dump() == run  # narrated again: the same run
     assert "8 of 8 scenarios written by ollama:tiny" in (out / "report.md").read_text()
     logs = first.stdout + first.stderr + again.stdout + again.stderr
     assert "narrate" in logs and CANARY not in logs
@@ -475,10 +480,9 @@ def test_publish_to_confluence_creates_the_page_then_updates_it(run_cli, sample_
     assert code == 2 and "WHATIF_CONFLUENCE_TOKEN" in err
 
 
-def test_run_and_publish_send_the_report_to_s3_given_its_endpoint(
-    run_cli, sample_out, s3_server, monkeypatch, tmp_path
-):
-    """--endpoint-url (MinIO and the like) with the usual AWS_* credentials."""
+def _s3_env(monkeypatch: pytest.MonkeyPatch, s3_server: str) -> Any:
+    """The usual AWS_* credentials (the endpoint comes from --endpoint-url, which sets
+    AWS_ENDPOINT_URL: monkeypatch restores it after the test); a boto3 client."""
     import boto3
 
     for name, value in {
@@ -487,8 +491,15 @@ def test_run_and_publish_send_the_report_to_s3_given_its_endpoint(
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # restored after the test
-    client = boto3.client("s3", endpoint_url=s3_server)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    return boto3.client("s3", endpoint_url=s3_server)
+
+
+def test_run_and_publish_send_the_report_to_s3_given_its_endpoint(
+    run_cli, sample_out, s3_server, monkeypatch, tmp_path
+):
+    """--endpoint-url (MinIO and the like) with the usual AWS_* credentials."""
+    client = _s3_env(monkeypatch, s3_server)
     client.create_bucket(Bucket="reports-cli")
     code, out, err = run_cli(
         "publish", sample_out, "--to", "s3://reports-cli/whatif", "--to", tmp_path / "local",
@@ -503,3 +514,116 @@ def test_run_and_publish_send_the_report_to_s3_given_its_endpoint(
     assert out.count("published to") == 2
     code, _, err = run_cli("publish", sample_out)
     assert code == 2 and "--to URL and/or --confluence" in err
+
+
+def _objects(client: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_publishing_a_run_twice_rewrites_the_same_objects(
+    run_cli, sample_out, s3_server, monkeypatch
+):
+    """The run's id is made by `whatif run` (cli__<as-of>__<digest of inputs and settings>)
+    and kept in scenarios.json; `whatif publish` reads it, so a second publish of the folder
+    adds no object and no second run."""
+    client = _s3_env(monkeypatch, s3_server)
+    client.create_bucket(Bucket="twice")
+    run = json.loads((sample_out / "scenarios.json").read_text())["run"]
+    assert re.fullmatch(r"cli__2026-11-01T000000Z__[0-9a-f]{8}", run["id"])
+    assert run["date"] == "2026-11-01"
+    args = ("publish", sample_out, "--to", "s3://twice/w", "--endpoint-url", s3_server)
+    listings = []
+    for _ in range(2):
+        code, out, err = run_cli(*args)
+        assert code == 0 and f"/2026-11-01/{run['id']}" in out, err
+        listings.append(_objects(client, "twice"))
+    assert sorted(listings[0]) == sorted(listings[1]) and len(listings[0]) == len(listings[1])
+    assert {k.split("/")[1] for k in listings[1]} == {"2026-11-01", "latest"}
+    assert {k.split("/")[2] for k in listings[1] if "/latest/" not in k} == {run["id"]}
+
+
+def test_run_publish_to_then_publish_writes_no_new_run_folder(
+    run_cli, s3_server, monkeypatch, tmp_path
+):
+    """`whatif run --run-id ID --publish-to X`, then `whatif publish` of its folder to X: the
+    same keys (S3 and a local folder), one run folder <as-of date>/ID."""
+    client = _s3_env(monkeypatch, s3_server)
+    client.create_bucket(Bucket="run-then-publish")
+    local = tmp_path / "local"
+    targets = ("s3://run-then-publish/w", local)
+    where = [arg for target in targets for arg in ("--publish-to", target)]
+    code, _, err = sample_run(
+        run_cli, tmp_path / "out", "--run-id", "weekly 7", *where, "--endpoint-url", s3_server
+    )
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "scenarios.json").read_text())["run"] == {
+        "id": "weekly 7",
+        "date": "2026-11-01",
+    }
+    first = _objects(client, "run-then-publish"), _files(local)
+    where = [arg for target in targets for arg in ("--to", target)]
+    code, _, err = run_cli("publish", tmp_path / "out", *where, "--endpoint-url", s3_server)
+    assert code == 0, err
+    again = _objects(client, "run-then-publish"), _files(local)
+    assert [sorted(listing) for listing in again] == [sorted(listing) for listing in first]
+    assert {k.split("/", 3)[2] for k in again[0] if not k.startswith("w/latest/")} == {"weekly_7"}
+    assert sorted(p.name for p in local.iterdir()) == ["2026-11-01", "latest"]
+    assert again[0]["w/latest/scenarios.json"] == again[1]["latest/scenarios.json"]
+
+
+def test_two_runs_published_at_once_by_two_processes_leave_latest_at_one_run(
+    sample_out, s3_server, monkeypatch, tmp_path
+):
+    """Two `whatif publish` processes of two different runs to the same S3 prefix and local
+    folder at the same time (twice; test_publish.py makes more trials with threads):
+    latest/manifest.json names one of the runs, and every file in latest/ is that run's
+    (SHA-256 as in the manifest), none missing or extra."""
+    import shutil
+
+    from whatif import pipeline
+
+    client = _s3_env(monkeypatch, s3_server)
+    client.create_bucket(Bucket="at-once")
+    runs = {}
+    for name in ("first", "second"):
+        folder = shutil.copytree(sample_out, tmp_path / name)
+        document = json.loads((folder / "scenarios.json").read_text())
+        document["run"]["id"] = f"{name}-run"
+        (folder / "scenarios.json").write_text(json.dumps(document))
+        with (folder / "report.html").open("a") as report:
+            report.write(f"<!-- {name} -->")
+        runs[f"{name}-run"] = folder
+    env = {**os.environ, "PYTHONPATH": str(PROJECT / "plugins"), "AWS_ENDPOINT_URL": s3_server}
+    for trial in range(2):
+        local = tmp_path / f"local-{trial}"
+        command = ["publish", "--to", f"s3://at-once/trial-{trial}", "--to", str(local)]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "whatif", *command, str(folder)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for folder in runs.values()
+        ]
+        for process in processes:
+            _, err = process.communicate(timeout=300)
+            assert process.returncode == 0, err[-2000:]
+        s3_latest = _objects(client, "at-once", f"trial-{trial}/latest/")
+        for latest in (
+            {k.split("/latest/", 1)[1]: v for k, v in s3_latest.items()},
+            _files(local / "latest"),
+        ):
+            manifest = json.loads(latest.pop("manifest.json"))
+            folder = runs[manifest["run_id"]]
+            digests = {name: hashlib.sha256(data).hexdigest() for name, data in latest.items()}
+            assert digests == manifest["files"]
+            assert set(latest) == set(pipeline.artifacts(folder))
+            assert all((folder / name).read_bytes() == data for name, data in latest.items())

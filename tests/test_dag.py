@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PROJECT
+from whatif.publish import safe_run_id
 
 pytestmark = pytest.mark.airflow
 
@@ -191,6 +192,9 @@ def test_dag_test_runs_every_stage_and_publishes_the_report(airflow_home, tmp_pa
     )
     doc = json.loads((latest / "scenarios.json").read_text())
     assert len(doc["scenarios"]) == 5 and doc["draws"] == 300
+    # The run's identity is Airflow's run id, kept in scenarios.json: publish's run folder.
+    assert doc["run"]["id"].startswith("manual__") and runs[0].parent.name == doc["run"]["date"]
+    assert runs[0].name == safe_run_id(doc["run"]["id"])
     assert any(s["forced"] and s["trigger"]["service"] == "dns" for s in doc["scenarios"])
     assert all(s["title"].startswith("What if") for s in doc["scenarios"])
 
@@ -452,8 +456,11 @@ def test_the_published_report_is_an_asset_event_that_the_chat_consumer_posts(
     assert "what_if_report" in out.split("ON_ASSET", 1)[1].splitlines()[0]
     extra = json.loads(out.split("EXTRA ", 1)[1].splitlines()[0])
     assert extra["targets"][0]["latest"].endswith("/latest") and len(extra["top"]) == 3
+    published = json.loads((reports / "latest" / "scenarios.json").read_text())["run"]
+    assert extra["run_id"] == published["id"] and extra["run_id"].startswith("manual__")
     assert len(posted) == 1
     text = posted[0]["text"]
+    assert f"({extra['run_id']})" in text
     assert (
         extra["top"][0]["title"] in text and f"{extra['targets'][0]['latest']}/report.html" in text
     )

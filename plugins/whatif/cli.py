@@ -287,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="also publish the run there (repeatable), as `whatif publish --to`",
     )
+    run.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="the run's id, kept in scenarios.json: its published folder is <date>/<id>/ "
+        "(default: cli__<as-of>__<digest of the inputs and settings>)",
+    )
     _add_publish_options(run, "--confluence-space", "--confluence-parent-id", short=False)
     run.set_defaults(handler=cmd_run)
 
@@ -343,7 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a local folder or any ObjectStoragePath URL (file://, s3://...; repeatable); S3 "
         "credentials from the usual AWS_* environment variables",
     )
-    pub.add_argument("--run-id", default=None, help="run folder name (default: a timestamp)")
+    pub.add_argument(
+        "--run-id",
+        default=None,
+        metavar="ID",
+        help="publish under this id instead of the run's own (scenarios.json; a folder from "
+        "before runs had one: an id from its content). The same run published again rewrites "
+        "the same objects",
+    )
     _add_publish_options(pub, "--confluence-space", "--confluence-parent-id", short=True)
     pub.set_defaults(handler=cmd_publish)
     return parser
@@ -431,7 +444,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     confluence = confluence_target(args)  # checked before the long steps
     previous = args.publish_to  # where the previous run's readiness.json is, for the trend
     with terminal_progress("simulating cascades") as progress:
-        pipeline.run_all(inputs_from_args(args), out, config, progress, previous)
+        pipeline.run_all(inputs_from_args(args), out, config, progress, previous, args.run_id)
     print(
         f"wrote {out / 'report.html'}, report.md, scenarios.json, model.json and "
         f"validation.json to {out}"
@@ -470,14 +483,18 @@ def confluence_target(args: argparse.Namespace) -> Any:
 def publish_run(
     source: Path, targets: list[str], confluence: Any, args: argparse.Namespace
 ) -> None:
-    """Publish a run folder to the object-storage targets and the Confluence page."""
+    """Publish a run folder to the object-storage targets and the Confluence page, under the
+    run's own id and date (scenarios.json): publishing it again rewrites the same objects."""
     from whatif import pipeline
+    from whatif.publish import PublishConflict
 
     if args.endpoint_url:  # read by boto/s3fs for every S3 client
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
-    run_id = getattr(args, "run_id", None) or datetime.now(UTC).strftime("cli__%Y-%m-%dT%H%M%SZ")
     for target in targets:
-        where = pipeline.run_publish(source, target, datetime.now(UTC).date(), run_id)
+        try:
+            where = pipeline.run_publish(source, target, run_id=args.run_id)
+        except PublishConflict as error:  # not a bug: others kept publishing there
+            raise UserError(str(error), hint="publish again when they have finished") from None
         print(f"published to {where['run']} and {where['latest']}")
     if confluence is not None:
         page = pipeline.run_confluence(source, confluence)

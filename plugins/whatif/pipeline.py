@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from whatif import (
     publish,
     readiness,
     report,
+    runs,
     simulate,
     sources,
     validate,
@@ -42,6 +44,10 @@ SQL_DIR = Path(
     os.environ.get("WHATIF_SQL_DIR", Path(__file__).resolve().parents[2] / "include" / "sql")
 )
 SOURCES = "sources.json"
+# Rows of the quarantine files end in CRLF (RFC 4180, as spreadsheets write): the CSV writer
+# then quotes a cell holding a lone CR, which with LF endings it leaves bare and every reader
+# takes for the end of the row.
+QUARANTINE_EOL = "\r\n"
 ARTIFACTS = (
     "report.html",
     "report.md",
@@ -106,6 +112,7 @@ def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -
     described: dict[str, Any] = {}
     mapping = None
     if inputs.mapping:  # staged with the data: the validating worker may not have the file
+        mappings.load(inputs.mapping)  # checked first, so that its errors name the user's file
         mapping = stage / "mapping.yaml"
         mapping.write_bytes(mappings.locate(inputs.mapping).read_bytes())
     for name in ("incidents", "topology"):
@@ -155,7 +162,7 @@ def run_validation(workdir: Path, as_of: datetime, history_days: int) -> dict[st
     workdir = Path(workdir)
     report.write_json(workdir / "validation.json", result.report)
     report.write_json(workdir / "gx_results.json", result.gx_results)
-    result.quarantine.to_csv(workdir / "quarantine.csv", index=False)
+    result.quarantine.to_csv(workdir / "quarantine.csv", index=False, lineterminator=QUARANTINE_EOL)
     _write_clean(result.incidents, result.topology, _stage(workdir))
     return _validation_summary(result.report)
 
@@ -271,7 +278,9 @@ def load_exercise_log(
         {"validation": found, "exercises": [e.as_dict() for e in used]},
     )
     if quarantined:
-        pd.DataFrame(quarantined).to_csv(Path(workdir) / "quarantine_exercises.csv", index=False)
+        pd.DataFrame(quarantined).to_csv(
+            Path(workdir) / "quarantine_exercises.csv", index=False, lineterminator=QUARANTINE_EOL
+        )
     log.info(
         "exercise log: %d rows read, %d used, %d quarantined",
         found["rows_read"], found["rows_used"], found["rows_quarantined"],
@@ -369,10 +378,34 @@ def run_report(workdir: Path) -> list[Path]:
 
 
 def run_publish(
-    workdir: Path, target: str, run_date: date, run_id: str, conn_id: str | None = None
+    workdir: Path, target: str, conn_id: str | None = None, run_id: str | None = None
 ) -> dict[str, str]:
+    """Publish the run folder under the run's own id and date (scenarios.json), never the
+    clock's, so that publishing it again rewrites the same objects; `run_id` renames it."""
     workdir = Path(workdir)
-    return publish.publish(workdir, artifacts(workdir), target, run_date, run_id, conn_id)
+    run = runs.of_folder(workdir)
+    run_date = date.fromisoformat(run.date)
+    return publish.publish(workdir, artifacts(workdir), target, run_date, run_id or run.id, conn_id)
+
+
+def record_run(workdir: Path, run_id: str, run_date: date) -> None:
+    """Fix the run's identity when it starts (scenarios.json gets it when assembled)."""
+    runs.record(_stage(workdir) / runs.RUN_FILE, run_id, run_date)
+
+
+def run_fingerprint(workdir: Path, config: RunConfig, as_of: datetime) -> str:
+    """SHA-256 of the staged inputs and the settings (the CLI's run id): the same run made
+    again gets the same id, and so replaces its published folder instead of adding one."""
+    stage = _stage(workdir)
+    names = [SOURCES, "incidents.raw.parquet", "topology.raw.parquet"]
+    staged_mapping = json.loads((stage / SOURCES).read_text())["incidents"]["staged_mapping"]
+    digest = hashlib.sha256()
+    for name in [*names, *([staged_mapping] if staged_mapping else [])]:
+        digest.update(f"{name}\0".encode() + (stage / name).read_bytes())
+    settings = dataclasses.asdict(dataclasses.replace(config, as_of=as_of))
+    settings["llm"] = {k: v for k, v in settings["llm"].items() if k not in ("api_key", "cache")}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def run_confluence(workdir: Path, target: Any) -> dict[str, Any]:
@@ -420,16 +453,18 @@ def run_all(
     config: RunConfig,
     progress: simulate.Progress | None = None,
     publish_targets: list[str] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Every stage in order into out_dir (what `whatif run` does, without publishing);
     `progress` follows the simulation, the long step on large topologies; the previous
-    readiness.json is looked for at the first of `publish_targets`."""
+    readiness.json is looked for at the first of `publish_targets`. The run's id is `run_id`,
+    else `cli__<as-of>__<digest of the inputs and settings>` (runs.cli_run_id)."""
     out_dir = Path(out_dir)
     as_of = config.effective_as_of
     if config.exercises and publish_targets:
         fetch_previous_readiness(out_dir, publish_targets)
     steps = [
-        ("extract", lambda: extract(inputs, out_dir, as_of, config.history_days)),
+        ("extract", lambda: _extract_run(inputs, out_dir, config, as_of, run_id)),
         ("validate", lambda: run_validation(out_dir, as_of, config.history_days)),
         ("fit", lambda: fit(out_dir, config.model)),
         ("simulate", lambda: run_simulation(out_dir, config, progress)),
@@ -444,3 +479,13 @@ def run_all(
         seconds = (datetime.now(UTC) - started).total_seconds()
         log.info("[%d/%d] %s done in %.1f s", number, len(steps), name, seconds)
     return results
+
+
+def _extract_run(
+    inputs: Inputs, workdir: Path, config: RunConfig, as_of: datetime, run_id: str | None
+) -> dict[str, Any]:
+    """Extract, then fix the run's identity (its default id needs the staged inputs)."""
+    described = extract(inputs, workdir, as_of, config.history_days)
+    run_id = run_id or runs.cli_run_id(as_of, run_fingerprint(workdir, config, as_of))
+    record_run(workdir, run_id, as_of.date())
+    return described

@@ -448,6 +448,14 @@ class Simulation(_Strict):
     probability_any: dict[str, float]  # P(at least one incident this severe or worse)
 
 
+class RunInfo(_Strict):
+    """A run's identity, fixed when the run is made: publishing reads it from scenarios.json
+    (never from the clock), so that the same run always lands in <date>/<id>/."""
+
+    id: str = Field(min_length=1, max_length=250)
+    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")  # the history's end (DAG: interval end)
+
+
 class ScenariosDoc(_Strict):
     schema_version: Literal[1, 2] = SCENARIOS_SCHEMA_VERSION
     generated_at: str
@@ -461,3 +469,4 @@ class ScenariosDoc(_Strict):
     scenarios: list[Scenario]
     narration: NarrationSummary | None = None  # added in schema version 2
     focus_services: list[str] = []  # an event's services in focus (added in version 2)
+    run: RunInfo | None = None  # added in version 2; None in older files and `whatif simulate`
