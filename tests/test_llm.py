@@ -46,12 +46,15 @@ def test_the_request_is_the_providers_own_and_carries_the_key_only_in_a_header(p
     if provider == "ollama":
         assert request["path"] == "/api/chat" and body["stream"] is False
         assert body["format"] == SCHEMA
-        assert body["options"] == {"temperature": 0.2, "seed": 7, "num_ctx": 8192}
+        assert body["options"] == {
+            "temperature": 0.2, "seed": 7, "num_ctx": 8192, "num_predict": 3072
+        }  # fmt: skip
     else:
         assert request["path"] == "/v1/chat/completions"
         assert body["response_format"]["type"] == "json_schema"
         assert body["response_format"]["json_schema"]["schema"] == SCHEMA
         assert body["temperature"] == 0.2 and body["seed"] == 7
+        assert body["max_tokens"] == 3072  # a runaway answer stops before the context is full
 
 
 @pytest.mark.parametrize("status", [400, 422, 500])  # 500: llama-cpp-python's server

@@ -173,6 +173,9 @@ class ChatClient:
     temperature: float = 0.0
     seed: int = 42
     num_ctx: int = 8192
+    # A pack is 1,000-2,500 tokens; a model that repeats itself would otherwise write until the
+    # context is full (minutes on a CPU) and leave no room for the correction's answer.
+    max_answer_tokens: int = 3072
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     breaker: CircuitBreaker = dataclasses.field(default_factory=CircuitBreaker)
     cache: ResponseCache = dataclasses.field(default_factory=lambda: ResponseCache(None))
@@ -261,6 +264,7 @@ class ChatClient:
                     "temperature": self.temperature,
                     "seed": self.seed,
                     "num_ctx": self.num_ctx,
+                    "num_predict": self.max_answer_tokens,
                 },
             }
             data = self._post(f"{_ollama_base(self.url)}/api/chat", body)
@@ -274,6 +278,7 @@ class ChatClient:
             "messages": messages,
             "temperature": self.temperature,
             "seed": self.seed,
+            "max_tokens": self.max_answer_tokens,
             "response_format": self._response_format(schema),
         }
         url = self.url if self.url.endswith("/chat/completions") else f"{self.url}/chat/completions"
