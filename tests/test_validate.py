@@ -414,3 +414,16 @@ def test_an_empty_window_proposes_the_as_of_after_the_newest_incident(tmp_path):
     # Rows quarantined for something else keep the general hint.
     with pytest.raises(UserError, match=r"\(see quarantine.csv; check the history window"):
         _validate(tmp_path, _daily_history("2026-01-01", "2026-01-03", service="ghost"))
+
+
+def test_the_rate_before_a_quiet_tail_counts_incidents_not_their_rows_per_service(tmp_path):
+    one_row = _daily_history("2026-01-01", "2026-03-01")
+    # The same incidents, each affecting db and api: twice the rows, the same incidents.
+    two_rows = one_row + "".join(
+        line.replace(",db,", ",api,") + "\n" for line in one_row.splitlines()[1:]
+    )
+    rates = [
+        _validate(tmp_path, text).report["inputs"]["incidents"]["quiet_tail"]
+        for text in (one_row, two_rows)
+    ]
+    assert rates[0]["rate_per_day_before"] == rates[1]["rate_per_day_before"]

@@ -459,7 +459,7 @@ def quiet_tail(
     days = (end - newest) / pd.Timedelta(days=1)
     start = max(end - pd.Timedelta(days=history_days), used["started_at"].min())
     before = max((newest - start) / pd.Timedelta(days=1), 1.0)
-    rate = len(used) / before
+    rate = used["incident_id"].nunique() / before  # incidents, not their rows per service
     return {
         "newest_incident": newest.isoformat(),
         "as_of": end.isoformat(),
