@@ -52,12 +52,12 @@ chromium:
 test: venv services chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Deep fuzzing of the readers and validation (tests/test_fuzz_inputs.py, hypothesis): the
+# Deep fuzzing of the readers and validation (tests/unit/test_fuzz_inputs.py, hypothesis): the
 # `fuzz` profile runs 500 random examples per property where `make test` runs 30 fixed ones
 # (no per-test timeout). Each run draws new examples; failures found are
 # kept in .hypothesis/ and replayed first next time.
 fuzz: venv
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/test_fuzz_inputs.py --timeout 0 \
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/unit/test_fuzz_inputs.py --timeout 0 \
 		--hypothesis-show-statistics $(PYTEST_ARGS)
 
 # Optional real-model test (not part of `make test`): llama.cpp's server + a small GGUF model.
@@ -103,7 +103,7 @@ $(LLM_MODEL): | $(BIN)/.installed
 llm-model: $(LLM_MODEL)
 
 test-llm: venv $(BIN)/.installed-llm $(LLM_MODEL)
-	$(BIN)/python -m pytest -p no:cacheprovider -m llm tests/test_llm_real.py -v $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -m llm tests/llm/test_llm_real.py -v $(PYTEST_ARGS)
 
 # The README's picture of the HTML report (docs/example/report.html, written by a sample run).
 screenshot: chromium

@@ -34,7 +34,7 @@ import common
 
 ROOT = common.ROOT
 sys.path.insert(0, str(ROOT / "tests"))
-from llm_servers import llm_server  # noqa: E402
+from fakes.llm_servers import llm_server  # noqa: E402
 
 TARGET_FACTOR = 1.3
 

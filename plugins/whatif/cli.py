@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from whatif import __version__
+from whatif import __version__, resources
 from whatif.config import (
     DEFAULT_CASCADE_DRAWS,
     DEFAULT_DRAWS,
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from whatif import pipeline
 
 log = logging.getLogger("whatif")
-PROJECT_DATA = Path(__file__).resolve().parents[2] / "include" / "data"
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
@@ -333,8 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--db-url", required=True, metavar="URL", help="e.g. postgresql://user@127.0.0.1/incidents"
     )
-    load.add_argument("--incidents", default=str(PROJECT_DATA / "incidents.csv"), metavar="PATH")
-    load.add_argument("--topology", default=str(PROJECT_DATA / "topology.csv"), metavar="PATH")
+    for name in ("incidents", "topology"):  # the project's sample, from a checkout
+        sample = resources.project_sample(f"{name}.csv")
+        load.add_argument(
+            f"--{name}",
+            default=str(sample) if sample else None,
+            required=sample is None,
+            metavar="PATH",
+        )
     load.set_defaults(handler=cmd_load_sample)
 
     pub = commands.add_parser(
@@ -604,11 +609,10 @@ def cmd_narrate(args: argparse.Namespace) -> int:
 
 
 def cmd_load_sample(args: argparse.Namespace) -> int:
-    from whatif import pipeline
     from whatif.sample_db import load_sample
     from whatif.sources import redact
 
-    schema = pipeline.SQL_DIR / "schema.sql"
+    schema = resources.folder("sql") / "schema.sql"
     counts = load_sample(args.db_url, args.incidents, args.topology, schema)
     print(
         f"loaded {counts['incidents']} incident rows, {counts['services']} services and "

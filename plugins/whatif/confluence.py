@@ -10,7 +10,7 @@ v1 endpoints under `/wiki/rest/api` (v2 has no upload). Only `requests` is used:
 atlassian-python-api's Cloud class cannot create pages, and one client for both flavours
 keeps the retry, timeout and error handling in one place.
 
-The body is Confluence storage format rendered from include/templates/confluence.xml.j2
+The body is Confluence storage format rendered from resources/templates/confluence.xml.j2
 with autoescaping on, so no incident or LLM text can become markup or a macro.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import mimetypes
-import os
 import re
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import jinja2
 from pydantic import ValidationError
 
+from whatif import resources
 from whatif.errors import UserError
 from whatif.llm import TRANSIENT_STATUS, RetryPolicy, retry_after_seconds
 from whatif.schemas import ScenariosDoc
@@ -124,14 +124,8 @@ def page_title(doc: dict[str, Any]) -> str:
 
 
 def templates_dir() -> Path:
-    """include/templates of the project, or WHATIF_TEMPLATES_DIR (an installed package or a
-    deployment that keeps the templates elsewhere)."""
-    override = os.environ.get("WHATIF_TEMPLATES_DIR")
-    return (
-        Path(override)
-        if override
-        else Path(__file__).resolve().parents[2] / "include" / "templates"
-    )
+    """The package's templates, or WHATIF_TEMPLATES_DIR (a deployment that keeps its own)."""
+    return resources.folder("templates")
 
 
 def render_storage(doc: dict[str, Any], attachments: list[str]) -> str:

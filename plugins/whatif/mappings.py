@@ -1,6 +1,6 @@
 """Declarative column mappings from incident-tool exports onto the data contract.
 
-A mapping is a YAML file (`include/mappings/<name>.yaml`, or any path given to --mapping):
+A mapping is a YAML file (`resources/mappings/<name>.yaml`, or any path given to --mapping):
 
     name: pagerduty
     description: PagerDuty incidents CSV export
@@ -23,23 +23,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from whatif import resources
 from whatif.errors import UserError, shown
 from whatif.schemas import INCIDENT_OPTIONAL, INCIDENT_REQUIRED
 from whatif.sources import ROW
 
 log = logging.getLogger(__name__)
-
-MAPPINGS_DIR = Path(
-    os.environ.get(
-        "WHATIF_MAPPINGS_DIR", Path(__file__).resolve().parents[2] / "include" / "mappings"
-    )
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +49,14 @@ class Mapping:
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in MAPPINGS_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in resources.folder("mappings").glob("*.yaml"))
 
 
 def locate(name_or_path: str) -> Path:
-    """The file of a mapping given by name (include/mappings/<name>.yaml) or by path."""
+    """The file of a mapping given by name (resources/mappings/<name>.yaml) or by path."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = MAPPINGS_DIR / f"{name_or_path}.yaml"
+        path = resources.folder("mappings") / f"{name_or_path}.yaml"
     if not path.exists():
         raise UserError(
             f"--mapping {name_or_path!r}: no such mapping",
@@ -72,7 +66,7 @@ def locate(name_or_path: str) -> Path:
 
 
 def load(name_or_path: str) -> Mapping:
-    """A mapping by name (include/mappings/<name>.yaml) or by path."""
+    """A mapping by name (resources/mappings/<name>.yaml) or by path."""
     path = locate(name_or_path)
     import yaml
 
@@ -231,7 +225,7 @@ def apply(raw: pd.DataFrame, mapping: Mapping, display: str) -> pd.DataFrame:
                 file=display,
                 row=1,
                 column=candidates[0],
-                hint="check the export, or write your own mapping (see include/mappings)",
+                hint="check the export, or write your own mapping (see docs/mappings.md)",
             )
         values = raw[present[0]]
         for other in present[1:]:  # the first non-empty column wins

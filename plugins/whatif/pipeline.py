@@ -11,7 +11,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from whatif import (
     publish,
     readiness,
     report,
+    resources,
     runs,
     simulate,
     sources,
@@ -40,9 +40,6 @@ from whatif.topology import Topology
 log = logging.getLogger(__name__)
 
 STAGE = "_stage"
-SQL_DIR = Path(
-    os.environ.get("WHATIF_SQL_DIR", Path(__file__).resolve().parents[2] / "include" / "sql")
-)
 SOURCES = "sources.json"
 # Rows of the quarantine files end in CRLF (RFC 4180, as spreadsheets write): the CSV writer
 # then quotes a cell holding a lone CR, which with LF endings it leaves bare and every reader
@@ -73,8 +70,8 @@ class Inputs:
     """Where the incidents and the topology come from.
 
     Files are local paths or ObjectStoragePath URLs (`conn_id` names the connection for
-    s3:// and the like); `sql` runs include/sql/extract_*.sql instead, for incidents and,
-    with `topology_from_sql`, the topology too."""
+    s3:// and the like); `sql` runs the package's sql/extract_*.sql (WHATIF_SQL_DIR
+    overrides) instead, for incidents and, with `topology_from_sql`, the topology too."""
 
     incidents: str | None = None
     topology: str | None = None
@@ -95,7 +92,7 @@ def _fetch_raw(inputs: Inputs, name: str, params: dict[str, Any]) -> tuple[Any, 
     it came from SQL."""
     from_sql = inputs.sql is not None and (name == "incidents" or inputs.topology_from_sql)
     if from_sql:
-        query = SQL_DIR / f"extract_{name}.sql"
+        query = resources.folder("sql") / f"extract_{name}.sql"
         display = f"{inputs.sql_display} ({query.name})"
         return sources.read_sql(query, inputs.sql, params, display), display, True
     location = inputs.incidents if name == "incidents" else inputs.topology

@@ -3,31 +3,25 @@ response checklist per team (checklists/<team>.md) and a facilitator pack per sc
 (tabletop/<scenario-id>.md).
 
 The reports lead with a picture (the risk matrix) and are rendered from the Jinja2 templates
-in include/templates (WHATIF_TEMPLATES_DIR overrides), escaped for their format: HTML by
-Jinja2's autoescaping, Markdown by `_markdown_text` (which neutralises HTML in it), so no
-incident or LLM text can inject markup.
+in the package's resources/templates (WHATIF_TEMPLATES_DIR overrides), escaped for their
+format: HTML by Jinja2's autoescaping, Markdown by `_markdown_text` (which neutralises HTML in
+it), so no incident or LLM text can inject markup.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
-from whatif import plots
+from whatif import plots, resources
 from whatif.observe import inert_text
 from whatif.publish import safe_segment
 from whatif.schemas import BACKTEST_MODELS, ModelDoc, ScenariosDoc, backtest_label
-
-TEMPLATES = Path(
-    os.environ.get("WHATIF_TEMPLATES_DIR")
-    or Path(__file__).resolve().parents[2] / "include" / "templates"
-)
 
 
 def write_json(path: Path, document: dict[str, Any]) -> Path:
@@ -158,7 +152,7 @@ def _markdown_text(value: Any) -> Any:
 
 def _environment(autoescape: bool) -> jinja2.Environment:
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+        loader=jinja2.FileSystemLoader(resources.folder("templates")),
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

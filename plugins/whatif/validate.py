@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from whatif import environment
 from whatif.errors import UserError, shown
 from whatif.ingest import ROW, Table, open_status
 from whatif.schemas import DURATION_SOURCES, SCHEMA_VERSION
@@ -211,7 +211,7 @@ def run_suite(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the checks as one GX expectation suite: one result dict per check, with its failing
     rows, and GX's own result document (lists cut to GX_EXAMPLES items) to keep beside them."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    environment.quiet_libraries()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import PROJECT, SAMPLE_INCIDENTS, SAMPLE_TOPOLOGY, free_port
 from pydantic import ValidationError
+from shared import PROJECT, SAMPLE_INCIDENTS, SAMPLE_TOPOLOGY, free_port
 from whatif.schemas import Narrative, ScenariosDoc
 
 pytestmark = pytest.mark.llm

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from loopback import JSONHandler, LoopbackServer
+from fakes.loopback import JSONHandler, LoopbackServer
 
 Responder = Callable[[dict[str, Any]], str]
 

@@ -56,9 +56,9 @@ from unittest import mock
 
 import pandas as pd
 import pytest
-from conftest import PROJECT
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from shared import PROJECT
 from whatif import pipeline, readiness, validate
 from whatif.cli import main
 from whatif.config import RunConfig

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
-from conftest import SAMPLE_AS_OF, SAMPLE_INCIDENTS, SAMPLE_TOPOLOGY, write
+from shared import SAMPLE_AS_OF, SAMPLE_INCIDENTS, SAMPLE_TOPOLOGY, write
 from test_model import topology_frame
 from test_simulate import model_doc
 from whatif import readiness, simulate

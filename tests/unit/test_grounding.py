@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import (
+from shared import (
     NOTEBOOK_TOPOLOGY,
     PROJECT,
     SAMPLE_AS_OF,

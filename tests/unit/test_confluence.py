@@ -8,10 +8,10 @@ import base64
 import copy
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
-from confluence_server import ConfluenceServer, confluence_server
+from fakes.confluence_server import ConfluenceServer, confluence_server
+from shared import PROJECT
 from whatif.confluence import (
     ConfluenceError,
     ConfluenceTarget,
@@ -22,7 +22,6 @@ from whatif.confluence import (
 from whatif.errors import UserError
 from whatif.llm import RetryPolicy
 
-PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLE = PROJECT / "docs" / "example" / "scenarios.json"
 AC = "http://atlassian.com/content"
 RI = "http://atlassian.com/resource/identifier"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT
+from shared import PROJECT
 from whatif.publish import safe_run_id
 
 pytestmark = pytest.mark.airflow
@@ -202,7 +202,7 @@ def test_dag_test_runs_every_stage_and_publishes_the_report(airflow_home, tmp_pa
 def test_a_user_error_fails_the_run_without_retries_and_alerts(airflow_home, tmp_path):
     """A missing file fails the run at once, and the failure is posted to the chat webhook of
     the connection whatif_alerts, naming the run, the task and the error."""
-    from loopback import chat_webhook
+    from fakes.loopback import chat_webhook
 
     conf = {
         "incidents": str(tmp_path / "missing.csv"),
@@ -348,7 +348,7 @@ def test_each_scenario_is_narrated_by_a_mapped_task_through_the_llm_connection(
     """narrator=llm: the connection whatif_llm gives the server, the model and the key (its
     password); one mapped task per scenario; the key never lands in a log, XCom, the work
     files, the cache or the reports."""
-    from llm_servers import llm_server
+    from fakes.llm_servers import llm_server
 
     with llm_server() as server:
         connection = {
@@ -398,8 +398,8 @@ def test_the_published_report_is_an_asset_event_that_the_chat_consumer_posts(
     whatif_confluence, then emits the Asset event (its extra: where the report went, the top
     scenarios); what_if_report_to_chat, scheduled on that Asset, posts them to the
     whatif_chat webhook. The Confluence token stays out of every file and log."""
-    from confluence_server import ConfluenceServer
-    from loopback import chat_webhook
+    from fakes.confluence_server import ConfluenceServer
+    from fakes.loopback import chat_webhook
 
     hook = chat_webhook()
     url, posted = hook.__enter__()

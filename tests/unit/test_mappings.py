@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT, SAMPLE_TOPOLOGY, write
-from whatif import ingest, mappings, sources, validate
+from shared import PROJECT, SAMPLE_TOPOLOGY, write
+from whatif import ingest, mappings, resources, sources, validate
 from whatif.errors import UserError
 
 EXPORTS = PROJECT / "tests" / "data" / "exports"
@@ -224,7 +224,7 @@ def test_jira_component_missing_from_the_topology_is_quarantined_at_its_row():
 
 
 def test_jira_times_are_read_in_the_zone_a_copy_of_the_mapping_names(tmp_path):
-    spec = yaml.safe_load((mappings.MAPPINGS_DIR / "jira.yaml").read_text(encoding="utf-8"))
+    spec = yaml.safe_load((resources.folder("mappings") / "jira.yaml").read_text(encoding="utf-8"))
     spec["timezone"] = "Europe/Paris"
     mapping = tmp_path / "jira-paris.yaml"
     mapping.write_text(yaml.safe_dump(spec), encoding="utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from conftest import PROJECT, write
+from shared import PROJECT, write
 from whatif.errors import UserError
 from whatif.events import Calendar, Event, due_events, load_calendar
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SAMPLE_AS_OF, SAMPLE_INCIDENTS, SAMPLE_TOPOLOGY, write
-from whatif import ingest, pipeline, sources
+from shared import SAMPLE_AS_OF, SAMPLE_INCIDENTS, SAMPLE_TOPOLOGY, write
+from whatif import ingest, pipeline, resources, sources
 from whatif.errors import UserError
 
 
@@ -198,7 +198,7 @@ def test_sql_source_equals_the_file_source_row_for_row(
 
 def test_sql_window_comes_from_bind_parameters(loaded_database):
     frame = sources.read_sql(
-        pipeline.SQL_DIR / "extract_incidents.sql",
+        resources.folder("sql") / "extract_incidents.sql",
         sources.sqlalchemy_fetch(loaded_database),
         {
             "window_start": pd.Timestamp("2025-01-01T00:00:00Z"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import NOTEBOOK_INCIDENTS, NOTEBOOK_TOPOLOGY, write
+from shared import NOTEBOOK_INCIDENTS, NOTEBOOK_TOPOLOGY, write
 from whatif import ingest
 from whatif.errors import UserError
 

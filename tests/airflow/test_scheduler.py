@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import PG_ADMIN_URL, PROJECT, free_port
+from shared import PG_ADMIN_URL, PROJECT, free_port
 
 pytestmark = pytest.mark.airflow
 

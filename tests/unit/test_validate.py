@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import INCIDENTS_CSV, NOTEBOOK_INCIDENTS, NOTEBOOK_TOPOLOGY, TOPOLOGY_CSV, write
+from shared import INCIDENTS_CSV, NOTEBOOK_INCIDENTS, NOTEBOOK_TOPOLOGY, TOPOLOGY_CSV, write
 from whatif import ingest, validate
 from whatif.errors import UserError
 

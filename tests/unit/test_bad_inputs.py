@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import PROJECT
+from shared import PROJECT
 from whatif import pipeline
 from whatif.config import DEFAULT_HISTORY_DAYS
 from whatif.topology import Topology

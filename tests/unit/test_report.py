@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import (
+from shared import (
     INCIDENTS_CSV,
     SAMPLE_AS_OF,
     SAMPLE_INCIDENTS,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from llm_servers import llm_server
+from fakes.llm_servers import llm_server
 from whatif.llm import ChatClient, CircuitBreaker, LLMError, ResponseCache, RetryPolicy
 
 MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "{}"}]

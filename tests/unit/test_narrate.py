@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-from llm_servers import grounded_answer, llm_server
+from fakes.llm_servers import grounded_answer, llm_server
 from test_model import topology_frame
 from test_simulate import CHAIN, CHAIN_DEPENDS, model_doc
 from whatif import narrate, simulate

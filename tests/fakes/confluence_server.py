@@ -25,8 +25,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from loopback import JSONHandler, LoopbackServer
 from requests_toolbelt.multipart.decoder import MultipartDecoder
+
+from fakes.loopback import JSONHandler, LoopbackServer
 
 
 class ConfluenceServer:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from shared import (
     NOTEBOOK_INCIDENTS,
     NOTEBOOK_TOPOLOGY,
     PROJECT,
@@ -403,7 +403,7 @@ CANARY = "sk-canary-5d1e0c7b9a"
 def test_an_llm_narrates_through_the_cli_and_the_api_key_never_leaks(tmp_path):
     """Configured by the environment alone (WHATIF_LLM_*), an LLM writes every scenario; the
     key reaches the server and nothing else: not the artifacts, the cache, or the logs."""
-    from llm_servers import llm_server
+    from fakes.llm_servers import llm_server
 
     out, cache = tmp_path / "out", tmp_path / "cache"
     env = {
@@ -455,7 +455,7 @@ def test_narrate_needs_a_run_folder_and_an_llm_needs_its_url(run_cli, tmp_path, 
 
 
 def test_publish_to_confluence_creates_the_page_then_updates_it(run_cli, sample_out, monkeypatch):
-    from confluence_server import confluence_server
+    from fakes.confluence_server import confluence_server
 
     with confluence_server() as server:
         monkeypatch.setenv("WHATIF_CONFLUENCE_USER", server.user)

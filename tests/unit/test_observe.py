@@ -9,7 +9,7 @@ import logging
 import os
 
 import pytest
-from loopback import chat_webhook
+from fakes.loopback import chat_webhook
 from whatif import observe
 
 
