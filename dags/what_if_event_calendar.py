@@ -10,14 +10,12 @@ trigger what_if_scenarios with the same params.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
-from whatif_assets import DAG_DEFAULTS, PROJECT
-
-EVENTS_FILE = os.environ.get("WHATIF_EVENTS_FILE", str(PROJECT / "include" / "events.yaml"))
+from whatif_airflow import tasks
+from whatif_airflow.defaults import DAG_DEFAULTS, EVENTS_FILE
 
 
 @dag(
@@ -30,19 +28,14 @@ EVENTS_FILE = os.environ.get("WHATIF_EVENTS_FILE", str(PROJECT / "include" / "ev
 )
 def what_if_event_calendar() -> None:
     @task
+    @tasks.fail_fast  # a calendar typo does not fix itself with retries
     def due_event_runs() -> list[dict[str, Any]]:
         """The pre-event runs due today: their run ids and params."""
-        from airflow.sdk.exceptions import AirflowFailException
-        from whatif.errors import UserError
         from whatif.events import due_events, load_calendar
 
         context = get_current_context()
         today = (context.get("data_interval_end") or context["dag_run"].run_after).date()
-        try:
-            calendar = load_calendar(EVENTS_FILE)
-        except UserError as error:  # a calendar typo does not fix itself with retries
-            raise AirflowFailException(str(error)) from None
-        due = due_events(calendar, today)
+        due = due_events(load_calendar(EVENTS_FILE), today)
         for event in due:
             print(f"due: {event.name} ({event.start} to {event.end}) as run {event.run_id}")
         return [{"trigger_run_id": e.run_id, "conf": e.params()} for e in due]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import tempfile
 import warnings
@@ -19,22 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from whatif import __version__, resources
-from whatif.config import (
-    DEFAULT_CASCADE_DRAWS,
-    DEFAULT_DRAWS,
-    DEFAULT_HISTORY_DAYS,
-    DEFAULT_HORIZON_DAYS,
-    DEFAULT_SCENARIOS,
-    DEFAULT_SEED,
-    NARRATORS,
-    LLMSettings,
-    ModelSettings,
-    RunConfig,
-    WhatIf,
-    build_event,
-    parse_timestamp,
-)
+from whatif import __version__, config, environment, params, resources
+from whatif.config import LLMSettings, RunConfig, build_event, parse_timestamp
 from whatif.errors import UserError
 
 if TYPE_CHECKING:
@@ -44,192 +29,23 @@ log = logging.getLogger("whatif")
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--incidents",
-        metavar="PATH|URL",
-        help="incidents file: CSV, Parquet or JSON Lines; a local path or an object-storage URL "
-        "(file://, s3://...)",
-    )
-    parser.add_argument(
-        "--topology",
-        metavar="PATH|URL",
-        help="topology file (one row per service, depends_on ';'-separated)",
-    )
-    parser.add_argument(
-        "--mapping",
-        metavar="NAME|PATH",
-        help="column mapping of an incident-tool export (pagerduty, opsgenie, incident-io, "
-        "jira, or a YAML file; see include/mappings)",
-    )
-    parser.add_argument(
-        "--aliases", metavar="PATH", help="service aliases: CSV alias,service or YAML"
-    )
-    parser.add_argument(
-        "--incidents-sql-url",
-        metavar="URL",
-        help="read incidents from this database with include/sql/extract_incidents.sql "
-        "(e.g. postgresql://user@host/db)",
-    )
-    parser.add_argument(
-        "--topology-from-sql",
-        action="store_true",
-        help="read the topology from the same database (include/sql/extract_topology.sql)",
-    )
-    parser.add_argument(
-        "--as-of", metavar="DATE", help="end of the history window (ISO-8601; default: now)"
-    )
-    parser.add_argument(
-        "--history-days",
-        type=int,
-        default=DEFAULT_HISTORY_DAYS,
-        metavar="D",
-        help=f"length of the history window (default {DEFAULT_HISTORY_DAYS})",
-    )
+    params.add_options(parser, groups=["inputs"])
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    defaults = ModelSettings()
-    parser.add_argument(
-        "--cascade-window-minutes",
-        type=float,
-        default=defaults.cascade_window_minutes,
-        metavar="M",
-        help="an incident without caused_by that starts at most M minutes after an incident "
-        f"of one of its dependencies is counted as its cascade (default "
-        f"{defaults.cascade_window_minutes:g}; 0: off)",
-    )
-    parser.add_argument(
-        "--half-life-days",
-        default="auto",
-        metavar="auto|off|D",
-        help="how fast old history fades from the failure rates: an incident D days old counts "
-        "half; off: the window's average; auto (default): chosen by the rolling-origin log "
-        "score of the history",
-    )
-    parser.add_argument(
-        "--backtest-horizon-days",
-        type=float,
-        default=defaults.backtest_horizon_days,
-        metavar="D",
-        help=f"backtest forecast horizon (default {defaults.backtest_horizon_days:g})",
-    )
-    parser.add_argument(
-        "--backtest-folds",
-        type=int,
-        default=defaults.backtest_folds,
-        metavar="N",
-        help=f"backtest origins (default {defaults.backtest_folds}; 0: no backtest)",
-    )
-
-
-def model_settings(args: argparse.Namespace) -> ModelSettings:
-    return ModelSettings(
-        cascade_window_minutes=args.cascade_window_minutes,
-        half_life_days=args.half_life_days,
-        backtest_horizon_days=args.backtest_horizon_days,
-        backtest_folds=args.backtest_folds,
-    )
+    params.add_options(parser.add_argument_group("the failure models"), groups=["model"])
 
 
 def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument(
-        "--scenarios",
-        type=int,
-        default=DEFAULT_SCENARIOS,
-        metavar="K",
-        help=f"how many scenarios to report (default {DEFAULT_SCENARIOS})",
-    )
-    parser.add_argument(
-        "--horizon-days",
-        type=float,
-        default=DEFAULT_HORIZON_DAYS,
-        metavar="D",
-        help="horizon of the probabilities (default 7; an event window replaces it)",
-    )
-    parser.add_argument(
-        "--draws",
-        type=int,
-        default=DEFAULT_DRAWS,
-        metavar="N",
-        help=f"simulated horizons of the whole fleet (default {DEFAULT_DRAWS:,})",
-    )
-    parser.add_argument(
-        "--cascade-draws",
-        type=int,
-        default=DEFAULT_CASCADE_DRAWS,
-        metavar="N",
-        help="cascades simulated per trigger service for its impact "
-        f"(default {DEFAULT_CASCADE_DRAWS:,})",
-    )
-    parser.add_argument("--event-name", metavar="TEXT")
-    parser.add_argument("--event-start", metavar="DATE")
-    parser.add_argument("--event-end", metavar="DATE")
-    parser.add_argument(
-        "--traffic-multiplier",
-        type=float,
-        metavar="X",
-        help="expected traffic during the event, relative to normal",
-    )
-    parser.add_argument(
-        "--what-if",
-        action="append",
-        default=[],
-        metavar="SERVICE[:MODE]",
-        help="always include this scenario (repeatable)",
-    )
-    parser.add_argument(
-        "--exercises",
-        metavar="PATH|URL",
-        help="the exercise log (CSV, Parquet, JSON Lines: date, scenario, team, outcome, "
-        "action_items, facilitator): writes readiness.json and prefers what was never "
-        "exercised or failed recently",
-    )
-    parser.add_argument(
-        "--focus-service",
-        action="append",
-        default=[],
-        metavar="SERVICE",
-        help="an event's service in focus (repeatable): scenarios are picked among those that "
-        "start at or reach these services, others only when they run out",
-    )
+    params.add_options(parser, groups=["scenarios"])
     _add_narrator_options(parser)
 
 
 def _add_narrator_options(parser: argparse.ArgumentParser) -> None:
     """Who writes the prose. The API key is read from WHATIF_LLM_API_KEY only (a flag would
     leave it in the shell history and the process list)."""
-    env = os.environ.get
     group = parser.add_argument_group("narration (the API key: WHATIF_LLM_API_KEY)")
-    group.add_argument(
-        "--narrator",
-        choices=NARRATORS,
-        default=env("WHATIF_LLM_PROVIDER") or "template",
-        help="template (offline), ollama, or openai (any OpenAI-compatible server: OpenAI, "
-        "Azure OpenAI, vLLM, llama.cpp, LM Studio); default $WHATIF_LLM_PROVIDER or template",
-    )
-    group.add_argument(
-        "--llm-url",
-        default=env("WHATIF_LLM_URL"),
-        metavar="URL",
-        help="server URL, e.g. http://127.0.0.1:11434 or https://api.openai.com/v1",
-    )
-    group.add_argument("--llm-model", default=env("WHATIF_LLM_MODEL"), metavar="NAME")
-    group.add_argument("--llm-timeout", type=float, default=60.0, metavar="SECONDS")
-    group.add_argument(
-        "--llm-max-concurrency", type=int, default=4, metavar="N", help="scenarios at once"
-    )
-    group.add_argument("--llm-temperature", type=float, default=0.0, metavar="T")
-    group.add_argument(
-        "--llm-retries", type=int, default=3, metavar="N", help="per call (timeouts, 429, 5xx)"
-    )
-    group.add_argument(
-        "--llm-cache",
-        default=env("WHATIF_LLM_CACHE") or str(Path("~/.cache/whatif/llm").expanduser()),
-        metavar="DIR|URL",
-        help="response cache: a folder or an object-storage URL (default $WHATIF_LLM_CACHE "
-        "or ~/.cache/whatif/llm); a re-run of the same prompts makes no call",
-    )
+    params.add_options(group, groups=["narration"])
     group.add_argument("--no-llm-cache", action="store_true", help="neither read nor write it")
 
 
@@ -240,7 +56,7 @@ def _add_publish_options(
     also takes the short --space / --parent-id)."""
     parser.add_argument(
         "--endpoint-url",
-        default=os.environ.get("AWS_ENDPOINT_URL"),
+        default=environment.get("AWS_ENDPOINT_URL"),
         metavar="URL",
         help="S3-compatible endpoint (MinIO, Ceph...; default $AWS_ENDPOINT_URL)",
     )
@@ -308,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("simulate", help="scenarios from a fitted model")
     sim.add_argument("--model", required=True, metavar="FILE", help="model.json from `fit`")
-    sim.add_argument("--topology", required=True, metavar="PATH")
+    sim.add_argument("--topology", required=True, metavar="PATH", help="the topology file")
     sim.add_argument("--out", required=True, metavar="FILE", help="scenarios.json to write")
     _add_scenario_options(sim)
     sim.set_defaults(handler=cmd_simulate)
@@ -319,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "without simulating again",
     )
     narr.add_argument("dir", metavar="DIR", help="folder written by `whatif run`")
-    narr.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    params.add_options(narr, names=["seed"])
     narr.add_argument(
         "--report", action="store_true", help="render report.html and report.md again too"
     )
@@ -393,37 +209,19 @@ def inputs_from_args(args: argparse.Namespace) -> pipeline.Inputs:
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
-    return RunConfig(
-        seed=args.seed,
-        scenarios=args.scenarios,
-        horizon_days=args.horizon_days,
-        draws=args.draws,
-        cascade_draws=args.cascade_draws,
-        history_days=getattr(args, "history_days", DEFAULT_HISTORY_DAYS),
-        as_of=_as_of(args),
-        event=build_event(
-            args.event_name, args.event_start, args.event_end, args.traffic_multiplier
-        ),
-        what_if=tuple(WhatIf.parse(text) for text in args.what_if),
-        focus_services=tuple(args.focus_service),
-        exercises=getattr(args, "exercises", None),
-        narrator=args.narrator,
-        llm=llm_settings(args),
-        model=model_settings(args) if hasattr(args, "cascade_window_minutes") else ModelSettings(),
-    )
+    return config.run_config(_values(args), _as_of(args), environment.get("WHATIF_LLM_API_KEY"))
 
 
 def llm_settings(args: argparse.Namespace) -> LLMSettings:
-    return LLMSettings(
-        url=args.llm_url,
-        model=args.llm_model,
-        api_key=os.environ.get("WHATIF_LLM_API_KEY") or None,
-        timeout_s=args.llm_timeout,
-        temperature=args.llm_temperature,
-        max_concurrency=args.llm_max_concurrency,
-        retries=args.llm_retries,
-        cache=None if args.no_llm_cache else args.llm_cache,
-    )
+    return config.llm_settings(_values(args), environment.get("WHATIF_LLM_API_KEY"))
+
+
+def _values(args: argparse.Namespace) -> dict[str, Any]:
+    """The options as settings (whatif.params): the cache path expanded, or none."""
+    values = vars(args).copy()
+    if values.get("llm_cache"):
+        values["llm_cache"] = None if args.no_llm_cache else str(Path(args.llm_cache).expanduser())
+    return values
 
 
 def _as_of(args: argparse.Namespace) -> datetime | None:
@@ -467,7 +265,7 @@ def confluence_target(args: argparse.Namespace) -> Any:
         return None
     if not args.confluence_space:
         raise UserError("--confluence needs the space key: --confluence-space KEY")
-    token = os.environ.get("WHATIF_CONFLUENCE_TOKEN")
+    token = environment.get("WHATIF_CONFLUENCE_TOKEN")
     if not token:
         raise UserError(
             "--confluence needs an API token in WHATIF_CONFLUENCE_TOKEN "
@@ -480,7 +278,7 @@ def confluence_target(args: argparse.Namespace) -> Any:
         url=args.confluence,
         space=args.confluence_space,
         parent_id=args.confluence_parent_id,
-        user=os.environ.get("WHATIF_CONFLUENCE_USER") or None,
+        user=environment.get("WHATIF_CONFLUENCE_USER"),
         token=token,
     )
 
@@ -494,7 +292,7 @@ def publish_run(
     from whatif.publish import PublishConflict
 
     if args.endpoint_url:  # read by boto/s3fs for every S3 client
-        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+        environment.set_aws_endpoint(args.endpoint_url)
     for target in targets:
         try:
             where = pipeline.run_publish(source, target, run_id=args.run_id)
@@ -514,6 +312,7 @@ def validated_inputs(args: argparse.Namespace) -> Iterator[tuple[Path, dict]]:
 
     as_of = _as_of(args) or datetime.now(UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory(prefix="whatif-") as work:
+        params.check("history_days", args.history_days)
         pipeline.extract(inputs_from_args(args), Path(work), as_of, args.history_days)
         yield Path(work), pipeline.run_validation(Path(work), as_of, args.history_days)
 
@@ -545,7 +344,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from whatif import pipeline
 
     with validated_inputs(args) as (work, _):
-        Path(args.out).write_bytes(pipeline.fit(work, model_settings(args)).read_bytes())
+        model = run_config(args).model
+        Path(args.out).write_bytes(pipeline.fit(work, model).read_bytes())
     print(f"wrote {args.out}")
     return 0
 
@@ -583,7 +383,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
     config = RunConfig(
         seed=args.seed,
         scenarios=max(1, len(previous["scenarios"])),
-        horizon_days=previous["horizon_days"] if not event else DEFAULT_HORIZON_DAYS,
+        horizon_days=previous["horizon_days"] if not event else params.default("horizon_days"),
         draws=previous["draws"],
         event=build_event(event["name"], event["start"], event["end"], event["traffic_multiplier"])
         if event

@@ -1,21 +1,20 @@
-"""Run settings shared by the CLI and the DAG, parsed once and validated early."""
+"""Run settings shared by the CLI and the DAG, parsed once and validated early. Their
+defaults and bounds are declared in whatif.params (one spec for the CLI options and the DAG
+params); `run_config` builds a RunConfig from either's values."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from whatif.errors import UserError
+from whatif.params import NARRATORS, check, default
 from whatif.schemas import FAILURE_MODES
 
-DEFAULT_SEED = 42
-DEFAULT_SCENARIOS = 8
-DEFAULT_HORIZON_DAYS = 7.0
-DEFAULT_DRAWS = 10_000  # simulated horizons
-DEFAULT_CASCADE_DRAWS = 2000  # cascades simulated per trigger service, for its impact
-DEFAULT_HISTORY_DAYS = 730
-NARRATORS = ("template", "ollama", "openai")
+DEFAULT_HISTORY_DAYS: int = default("history_days")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,22 +68,20 @@ class LLMSettings:
     url: str | None = None
     model: str | None = None
     api_key: str | None = dataclasses.field(default=None, repr=False)
-    timeout_s: float = 60.0  # per call
-    temperature: float = 0.0
-    max_concurrency: int = 4  # scenarios narrated at once
-    retries: int = 3  # per call, for timeouts, refused connections, 429 and 5xx
+    timeout_s: float = default("llm_timeout")  # per call
+    temperature: float = default("llm_temperature")
+    max_concurrency: int = default("llm_max_concurrency")  # scenarios narrated at once
+    retries: int = default("llm_retries")  # per call: timeouts, refused connections, 429, 5xx
     breaker_threshold: int = 3  # consecutive failed calls that stop the calling for the run
     cache: str | None = None  # folder or object-storage URL of the response cache; None: off
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
-            raise UserError(f"--llm-timeout {self.timeout_s}: must be positive")
-        if not 1 <= self.max_concurrency <= 64:
-            raise UserError(f"--llm-max-concurrency {self.max_concurrency}: must be 1 to 64")
-        if not 0 <= self.temperature <= 2:
-            raise UserError(f"--llm-temperature {self.temperature}: must be 0 to 2")
-        if self.retries < 0 or self.breaker_threshold < 1:
-            raise UserError("LLM retries must be >= 0 and the breaker threshold >= 1")
+        check("llm_timeout", self.timeout_s)
+        check("llm_max_concurrency", self.max_concurrency)
+        check("llm_temperature", self.temperature)
+        check("llm_retries", self.retries)
+        if self.breaker_threshold < 1:
+            raise UserError("the LLM breaker threshold must be at least 1")
 
 
 HALF_LIFE_AUTO = "auto"  # chosen from the data (docs/model.md section 3)
@@ -116,25 +113,19 @@ def parse_half_life(value: object) -> float | str:
 class ModelSettings:
     """How the failure models are fitted (docs/model.md)."""
 
-    cascade_window_minutes: float = 30.0  # infer a cascade from a dependency this recent
+    # infer a cascade from an incident of a dependency this recent
+    cascade_window_minutes: float = default("cascade_window_minutes")
     # How fast old history fades from the rates: "auto" (chosen by the rolling-origin log
     # score), "off" (the window's average) or a half-life in days.
-    half_life_days: float | str = HALF_LIFE_AUTO
-    backtest_horizon_days: float = 28.0
-    backtest_folds: int = 6  # 0: no backtest
+    half_life_days: float | str = default("half_life_days")
+    backtest_horizon_days: float = default("backtest_horizon_days")
+    backtest_folds: int = default("backtest_folds")  # 0: no backtest
 
     def __post_init__(self) -> None:
-        if self.cascade_window_minutes < 0:
-            raise UserError(
-                f"--cascade-window-minutes {self.cascade_window_minutes}: must be 0 (off) or more"
-            )
+        check("cascade_window_minutes", self.cascade_window_minutes)
         object.__setattr__(self, "half_life_days", parse_half_life(self.half_life_days))
-        if self.backtest_horizon_days <= 0:
-            raise UserError(
-                f"--backtest-horizon-days {self.backtest_horizon_days}: must be positive"
-            )
-        if self.backtest_folds < 0:
-            raise UserError(f"--backtest-folds {self.backtest_folds}: must be 0 (off) or more")
+        check("backtest_horizon_days", self.backtest_horizon_days)
+        check("backtest_folds", self.backtest_folds)
 
     @property
     def fixed_half_life(self) -> float | None:
@@ -149,11 +140,11 @@ class ModelSettings:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    seed: int = DEFAULT_SEED
-    scenarios: int = DEFAULT_SCENARIOS
-    horizon_days: float = DEFAULT_HORIZON_DAYS
-    draws: int = DEFAULT_DRAWS
-    cascade_draws: int = DEFAULT_CASCADE_DRAWS
+    seed: int = default("seed")
+    scenarios: int = default("scenarios")
+    horizon_days: float = default("horizon_days")
+    draws: int = default("draws")
+    cascade_draws: int = default("cascade_draws")
     history_days: int = DEFAULT_HISTORY_DAYS
     as_of: datetime | None = None
     event: EventWindow | None = None
@@ -165,14 +156,8 @@ class RunConfig:
     model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
 
     def __post_init__(self) -> None:
-        if self.scenarios < 1:
-            raise UserError(f"--scenarios {self.scenarios}: must be at least 1")
-        if self.horizon_days <= 0:
-            raise UserError(f"--horizon-days {self.horizon_days}: must be positive")
-        if self.draws < 100:
-            raise UserError(f"--draws {self.draws}: must be at least 100")
-        if self.cascade_draws < 100:
-            raise UserError(f"--cascade-draws {self.cascade_draws}: must be at least 100")
+        for name in ("scenarios", "horizon_days", "draws", "cascade_draws", "history_days"):
+            check(name, getattr(self, name))
         if self.narrator not in NARRATORS:
             raise UserError(
                 f"--narrator {self.narrator!r}: unknown narrator",
@@ -223,9 +208,9 @@ def build_event(
         raise UserError(f"--event-end {end} is before --event-start {start}")
     if event_end - event_start > timedelta(days=90):
         raise UserError("an event window may last at most 90 days")
-    multiplier = 1.0 if traffic_multiplier is None else float(traffic_multiplier)
-    if multiplier <= 0:
-        raise UserError(f"--traffic-multiplier {multiplier}: must be positive")
+    multiplier = check(
+        "traffic_multiplier", 1.0 if traffic_multiplier is None else float(traffic_multiplier)
+    )
     return EventWindow(str(name), event_start, event_end, multiplier)
 
 
@@ -237,41 +222,65 @@ def _names(value: object) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]  # type: ignore[union-attr]
 
 
-def config_from_params(params: dict[str, object], as_of: datetime | None) -> RunConfig:
-    """A RunConfig from DAG params (the same rules as the CLI flags)."""
+def run_config(
+    values: Mapping[str, Any], as_of: datetime | None, api_key: str | None = None
+) -> RunConfig:
+    """A RunConfig from the CLI's options or the DAG's params (whatif.params names both);
+    a setting missing from `values` takes its default."""
 
     def text(name: str) -> str | None:
-        value = params.get(name)
+        value = values.get(name)
         return None if value is None else (str(value).strip() or None)
 
-    def number(name: str, default: float) -> float:
-        value = params.get(name)
-        return default if value in (None, "") else float(value)  # type: ignore[arg-type]
+    def number(name: str) -> Any:
+        value = values.get(name)
+        return default(name) if value in (None, "") else value
 
-    multiplier = params.get("traffic_multiplier")
+    multiplier = values.get("traffic_multiplier")
     return RunConfig(
-        seed=int(number("seed", DEFAULT_SEED)),
-        scenarios=int(number("scenarios", DEFAULT_SCENARIOS)),
-        horizon_days=number("horizon_days", DEFAULT_HORIZON_DAYS),
-        draws=int(number("draws", DEFAULT_DRAWS)),
-        cascade_draws=int(number("cascade_draws", DEFAULT_CASCADE_DRAWS)),
-        history_days=int(number("history_days", DEFAULT_HISTORY_DAYS)),
+        seed=int(number("seed")),
+        scenarios=int(number("scenarios")),
+        horizon_days=float(number("horizon_days")),
+        draws=int(number("draws")),
+        cascade_draws=int(number("cascade_draws")),
+        history_days=int(number("history_days")),
         as_of=as_of,
         event=build_event(
             text("event_name"),
             text("event_start"),
             text("event_end"),
             None if multiplier in (None, "") else float(multiplier),
-        ),  # type: ignore[arg-type]
-        what_if=tuple(WhatIf.parse(item) for item in _names(params.get("what_if"))),
-        focus_services=tuple(_names(params.get("focus_services"))),
-        exercises=text("exercises"),
-        narrator=text("narrator") or "template",
-        llm=LLMSettings(url=text("llm_url"), model=text("llm_model")),
-        model=ModelSettings(
-            cascade_window_minutes=number("cascade_window_minutes", 30.0),
-            half_life_days=parse_half_life(params.get("half_life_days")),
-            backtest_horizon_days=number("backtest_horizon_days", 28.0),
-            backtest_folds=int(number("backtest_folds", 6)),
         ),
+        what_if=tuple(WhatIf.parse(item) for item in _names(values.get("what_if"))),
+        focus_services=tuple(_names(values.get("focus_services"))),
+        exercises=text("exercises"),
+        narrator=text("narrator") or default("narrator"),
+        llm=llm_settings(values, api_key),
+        model=ModelSettings(
+            cascade_window_minutes=float(number("cascade_window_minutes")),
+            half_life_days=parse_half_life(values.get("half_life_days")),
+            backtest_horizon_days=float(number("backtest_horizon_days")),
+            backtest_folds=int(number("backtest_folds")),
+        ),
+    )
+
+
+def llm_settings(values: Mapping[str, Any], api_key: str | None = None) -> LLMSettings:
+    """The LLM settings among `values` (the CLI's --llm-* options; the DAG's llm_url and
+    llm_model, the rest from its connection); missing ones take their defaults. No cache
+    unless `values` names one."""
+
+    def number(name: str) -> Any:
+        value = values.get(name)
+        return default(name) if value in (None, "") else value
+
+    return LLMSettings(
+        url=(values.get("llm_url") or None),
+        model=(values.get("llm_model") or None),
+        api_key=api_key or None,
+        timeout_s=float(number("llm_timeout")),
+        temperature=float(number("llm_temperature")),
+        max_concurrency=int(number("llm_max_concurrency")),
+        retries=int(number("llm_retries")),
+        cache=values.get("llm_cache") or None,
     )

@@ -76,7 +76,7 @@ class FakeRun:
 def test_the_webhook_notifier_posts_failures_and_deadline_misses(webhook, monkeypatch):
     url, posted = webhook
     monkeypatch.setenv("AIRFLOW_CONN_WHATIF_ALERTS", json.dumps({"conn_type": "http", "host": url}))
-    from whatif_alerts import WebhookAlert
+    from whatif_airflow.alerts import WebhookAlert
 
     context = {"dag_run": FakeRun(), "ti": FakeTask(), "reason": "task_failure"}
     WebhookAlert("run failed")(context)  # as the dag-processor calls it
@@ -94,7 +94,7 @@ def test_the_webhook_notifier_posts_failures_and_deadline_misses(webhook, monkey
 def test_without_the_alerts_connection_nothing_is_sent_and_nothing_fails(webhook, monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_WHATIF_ALERTS", raising=False)
     assert "AIRFLOW_CONN_WHATIF_ALERTS" not in os.environ
-    from whatif_alerts import post_alert
+    from whatif_airflow.alerts import post_alert
 
     assert post_alert("whatif_alerts", {"text": "x"}) is False
     assert webhook[1] == []

@@ -2,7 +2,7 @@
 connection `whatif_alerts`: host = the webhook URL) when a run fails (the DAG's
 on_failure_callback, run by the dag-processor) or overruns its deadline (a DeadlineAlert's
 AsyncCallback, run by the triggerer). Without that connection it only logs a warning: an alert
-channel must never fail the pipeline. Lives in plugins/ (on sys.path for every component)."""
+channel must never fail the pipeline."""
 
 from __future__ import annotations
 
@@ -17,20 +17,26 @@ log = logging.getLogger(__name__)
 ALERTS_CONN_ID = "whatif_alerts"
 
 
-def post_alert(conn_id: str, message: dict[str, str]) -> bool:
-    """POST the message to the connection's webhook; False (with a warning) when the
-    connection is not defined."""
+def post_json(conn_id: str, message: dict[str, str]) -> bool:
+    """POST the message to the webhook of an HTTP connection (host = the webhook URL); False
+    when the connection is not defined."""
     from airflow.providers.http.hooks.http import HttpHook
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
 
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        log.warning("no connection %s: alert not sent: %s", conn_id, message["text"])
+    from whatif_airflow.connections import optional_connection
+
+    if optional_connection(conn_id) is None:
         return False
     HttpHook(method="POST", http_conn_id=conn_id).run(endpoint="", json=message)
     return True
+
+
+def post_alert(conn_id: str, message: dict[str, str]) -> bool:
+    """post_json, with a warning when the connection is not defined: an alert channel must
+    never fail the pipeline."""
+    if post_json(conn_id, message):
+        return True
+    log.warning("no connection %s: alert not sent: %s", conn_id, message["text"])
+    return False
 
 
 class WebhookAlert(BaseNotifier):
