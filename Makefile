@@ -49,7 +49,8 @@ services:
 chromium:
 	@scripts/ensure-chromium.sh
 
-test: venv services chromium
+# Lint and format check first (seconds), then the tests.
+test: venv services chromium lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Deep fuzzing of the readers and validation (tests/unit/test_fuzz_inputs.py, hypothesis): the
@@ -112,9 +113,10 @@ screenshot: chromium
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 freeze: venv
-	$(BIN)/python -m pip freeze --exclude-editable > requirements.freeze.txt
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v "^pip==" > requirements.freeze.txt
 	@echo "compare requirements.freeze.txt with requirements.txt and keep the header"
 
 clean:
