@@ -52,3 +52,9 @@ def test_the_deprecated_cache_variable_still_works_with_a_warning(monkeypatch, c
     monkeypatch.setenv("WHATIF_LLM_CACHE_URL", "s3://bucket/cache")
     assert environment.get("WHATIF_LLM_CACHE") == "s3://bucket/cache"
     assert "WHATIF_LLM_CACHE_URL is deprecated" in caplog.text
+
+
+def test_the_architecture_doc_lists_every_variable():
+    doc = (PROJECT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [name for name in environment.VARIABLES if f"`{name}`" not in doc]
+    assert missing == []
