@@ -1,4 +1,4 @@
-"""Load incidents and a topology into PostgreSQL (include/sql/schema.sql), so that a user can
+"""Load incidents and a topology into PostgreSQL (resources/sql/schema.sql), so that a user can
 try the SQL source: `whatif load-sample --db-url postgresql://...`.
 
 Loading is idempotent: the tables are emptied and refilled in one transaction.
@@ -18,7 +18,7 @@ from whatif.sources import redact
 
 log = logging.getLogger(__name__)
 
-# The columns of whatif_incidents (include/sql/schema.sql): durations and status are not
+# The columns of whatif_incidents (resources/sql/schema.sql): durations and status are not
 # stored there, the sample gives an end time for every incident.
 INCIDENT_COLUMNS = [
     *INCIDENT_REQUIRED,

@@ -55,7 +55,7 @@ class WebhookAlert(BaseNotifier):
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         """Nothing to render. Airflow 3.3's DAG-level callbacks pass a SerializedDAG, on which
         BaseNotifier's rendering fails ("no attribute get_template_env") before notify runs:
-        found by tests/test_dag.py, so this notifier skips it."""
+        found by tests/airflow/test_dag.py, so this notifier skips it."""
 
     def message(self, context: Any) -> dict[str, str]:
         from whatif.observe import alert_message

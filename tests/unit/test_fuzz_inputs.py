@@ -550,7 +550,7 @@ def fuzzed_table(
 ) -> tuple[list[str], list[list[Any]]]:
     """The contract's required columns and some optional ones, in any order, and 1-5 rows of
     fuzzed cells; the `unique` column's values differ (a repeated topology service stops the
-    run: tests/test_bad_inputs.py covers that)."""
+    run: tests/unit/test_bad_inputs.py covers that)."""
     optional = [c for c in cells if c not in required]
     header = draw(
         st.permutations([*required, *draw(st.lists(st.sampled_from(optional), unique=True))])

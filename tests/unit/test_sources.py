@@ -1,5 +1,6 @@
 """Sources: files in three formats, object storage through a real S3-protocol server (moto),
-and PostgreSQL through include/sql, each giving the same result as the sample CSV."""
+and PostgreSQL through the package's SQL (resources/sql), each giving the same result as the
+sample CSV."""
 
 from __future__ import annotations
 
@@ -166,7 +167,7 @@ def test_missing_s3_object_is_a_one_line_error(aws_env, run_cli):
     )
 
 
-# --- PostgreSQL: include/sql on a real server ------------------------------------------
+# --- PostgreSQL: resources/sql on a real server ----------------------------------------
 
 
 def test_load_sample_fills_the_tables_once(loaded_database):
