@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := False
 export WHATIF_REPORTS_URL ?= file://$(CURDIR)/reports
 
-.PHONY: venv run test fuzz test-llm llm-model lint freeze services chromium screenshot clean
+.PHONY: help venv run test fuzz test-llm llm-model lint freeze services chromium screenshot clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 	@touch $@
 
 venv: $(BIN)/.installed
+
+help:
+	@echo "make run       the DAG once on the sample data (creates .venv and a local Airflow)"
+	@echo "make test      ruff, then the whole test suite (starts PostgreSQL and Redis if needed)"
+	@echo "make lint      ruff check and format check only"
+	@echo "make fuzz      500 random inputs per property against the readers (hypothesis)"
+	@echo "make test-llm  a real small model in llama.cpp's server (compiles it the first time)"
+	@echo "make freeze    pip freeze of the venv, to compare with requirements.txt"
+	@echo "make clean     remove the local Airflow home, reports and out/"
+	@echo "Start with docs/architecture.md."
 
 $(AIRFLOW_HOME)/airflow.db: $(BIN)/.installed
 	@mkdir -p $(AIRFLOW_HOME)
