@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from whatif import __version__, config, environment, params, resources
+from whatif import __version__, config, environment, params, resources, runfolder
 from whatif.config import LLMSettings, RunConfig, build_event, parse_timestamp
 from whatif.errors import UserError
 
@@ -249,7 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with terminal_progress("simulating cascades") as progress:
         pipeline.run_all(inputs_from_args(args), out, config, progress, previous, args.run_id)
     print(
-        f"wrote {out / 'report.html'}, report.md, scenarios.json, model.json and "
+        f"wrote {out / runfolder.REPORT_HTML_FILE}, report.md, scenarios.json, model.json and "
         f"validation.json to {out}"
     )
     publish_run(out, args.publish_to, confluence, args)
@@ -320,7 +320,7 @@ def validated_inputs(args: argparse.Namespace) -> Iterator[tuple[Path, dict]]:
 def cmd_validate(args: argparse.Namespace) -> int:
     with validated_inputs(args) as (work, summary):
         if args.out:
-            Path(args.out).write_bytes((work / "validation.json").read_bytes())
+            Path(args.out).write_bytes((work / runfolder.VALIDATION_FILE).read_bytes())
     for name, counts in summary.items():
         print(
             f"{name}: {counts['rows_read']} rows read, {counts['rows_used']} used"
@@ -372,13 +372,13 @@ def cmd_narrate(args: argparse.Namespace) -> int:
     from whatif import narrate
 
     folder = Path(args.dir)
-    if not narrate.stage_path(folder, narrate.FACTS_FILE).exists():
+    if not runfolder.stage_path(folder, runfolder.FACTS_FILE).exists():
         raise UserError(
             "no scenario facts here",
             file=str(folder),
             hint="narrate a folder written by `whatif run` (it keeps them in _stage/)",
         )
-    previous = json.loads((folder / "scenarios.json").read_text(encoding="utf-8"))
+    previous = json.loads((folder / runfolder.SCENARIOS_FILE).read_text(encoding="utf-8"))
     event = previous.get("event")
     config = RunConfig(
         seed=args.seed,
@@ -404,7 +404,7 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         from whatif import pipeline
 
         pipeline.run_report(folder)
-        print(f"wrote {folder / 'report.html'} and report.md")
+        print(f"wrote {folder / runfolder.REPORT_HTML_FILE} and report.md")
     return 0
 
 
@@ -423,7 +423,7 @@ def cmd_load_sample(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     source = Path(args.dir)
-    if not (source / "scenarios.json").exists():
+    if not (source / runfolder.SCENARIOS_FILE).exists():
         raise UserError(
             "no scenarios.json here",
             file=str(source),

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-TIMINGS = Path("_stage") / "timings"
+from whatif import runfolder
+
 STAGES = (  # the pipeline's order, for the summary
     "extract", "validate", "fit", "simulate", "narrate", "assemble_narration", "report",
     "publish",
@@ -55,9 +56,8 @@ def stage(
         outcome = "done"
     finally:
         seconds = time.perf_counter() - began
-        folder = Path(workdir) / TIMINGS
-        folder.mkdir(parents=True, exist_ok=True)
-        file = folder / (f"{name}__{part}.json" if part else f"{name}.json")
+        file = runfolder.timing_path(workdir, name, part)
+        file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(json.dumps({"stage": name, "part": part, "seconds": round(seconds, 3),
                                     "outcome": outcome}))  # fmt: skip
         log.info("%s %s in %.1f s", name, outcome, seconds)
@@ -69,13 +69,13 @@ def run_summary(workdir: Path) -> dict[str, Any]:
     longest)."""
     workdir = Path(workdir)
     summary: dict[str, Any] = {"inputs": {}, "scenarios": None, "narration": None, "stages": {}}
-    validation = _json(workdir / "validation.json")
+    validation = _json(workdir / runfolder.VALIDATION_FILE)
     if validation:
         for name, facts in validation["inputs"].items():
             summary["inputs"][name] = {
                 key: facts.get(key) for key in ("rows_read", "rows_used", "rows_quarantined")
             }
-    scenarios = _json(workdir / "scenarios.json")
+    scenarios = _json(workdir / runfolder.SCENARIOS_FILE)
     if scenarios:
         summary["scenarios"] = len(scenarios["scenarios"])
         narration = scenarios.get("narration") or {}
@@ -84,7 +84,8 @@ def run_summary(workdir: Path) -> dict[str, Any]:
             for key in ("narrator", "llm_scenarios", "fallbacks", "fallback_reasons", "calls",
                         "cached", "prompt_tokens", "completion_tokens", "latency_s")
         }  # fmt: skip
-    records = [json.loads(f.read_text()) for f in (workdir / TIMINGS).glob("*.json")]
+    timings = runfolder.stage_path(workdir, runfolder.TIMINGS_FOLDER)
+    records = [json.loads(f.read_text()) for f in timings.glob("*.json")]
     order = {name: k for k, name in enumerate(STAGES)}
     for record in sorted(records, key=lambda r: (order.get(r["stage"], len(order)), r["stage"])):
         entry = summary["stages"].setdefault(

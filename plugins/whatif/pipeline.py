@@ -27,6 +27,7 @@ from whatif import (
     readiness,
     report,
     resources,
+    runfolder,
     runs,
     simulate,
     sources,
@@ -39,30 +40,10 @@ from whatif.topology import Topology
 
 log = logging.getLogger(__name__)
 
-STAGE = "_stage"
-SOURCES = "sources.json"
 # Rows of the quarantine files end in CRLF (RFC 4180, as spreadsheets write): the CSV writer
 # then quotes a cell holding a lone CR, which with LF endings it leaves bare and every reader
 # takes for the end of the row.
 QUARANTINE_EOL = "\r\n"
-ARTIFACTS = (
-    "report.html",
-    "report.md",
-    "scenarios.json",
-    "model.json",
-    "validation.json",
-    "gx_results.json",
-    "quarantine.csv",
-    "readiness.json",
-    "quarantine_exercises.csv",
-)
-ARTIFACT_FOLDERS = ("checklists", "tabletop", "plots")
-
-
-def _stage(workdir: Path) -> Path:
-    folder = Path(workdir) / STAGE
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,13 +85,13 @@ def _fetch_raw(inputs: Inputs, name: str, params: dict[str, Any]) -> tuple[Any, 
 def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -> dict[str, Any]:
     """Fetch both inputs (files, object storage or SQL) into the work folder and check their
     format, failing fast with the user's own file name; later stages read only the copy."""
-    stage = _stage(workdir)
+    stage = runfolder.stage_folder(workdir)
     params = _window(as_of, history_days)
     described: dict[str, Any] = {}
     mapping = None
     if inputs.mapping:  # staged with the data: the validating worker may not have the file
         mappings.load(inputs.mapping)  # checked first, so that its errors name the user's file
-        mapping = stage / "mapping.yaml"
+        mapping = stage / runfolder.MAPPING_FILE
         mapping.write_bytes(mappings.locate(inputs.mapping).read_bytes())
     for name in ("incidents", "topology"):
         raw, display, from_sql = _fetch_raw(inputs, name, params)
@@ -118,7 +99,7 @@ def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -
             table = ingest.incidents_table(raw.head(100), display, mapping and str(mapping))
         else:
             table = ingest.topology_table(raw, display)
-        raw.to_parquet(stage / f"{name}.raw.parquet", index=False)
+        raw.to_parquet(stage / runfolder.RAW_FILES[name], index=False)
         described[name] = {
             "path": display,
             "format": table.format,
@@ -129,21 +110,21 @@ def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -
             "covers_from": params["window_start"].isoformat() if from_sql else None,
         }
     described["aliases"] = validate.read_aliases(inputs.aliases) if inputs.aliases else {}
-    report.write_json(stage / SOURCES, described)
+    report.write_json(stage / runfolder.SOURCES_FILE, described)
     return {k: v for k, v in described.items() if k != "aliases"}
 
 
 def _load_sources(workdir: Path) -> tuple[ingest.Table, ingest.Table, dict[str, Any]]:
-    stage = _stage(workdir)
-    described = json.loads((stage / SOURCES).read_text())
+    stage = runfolder.stage_folder(workdir)
+    described = json.loads((stage / runfolder.SOURCES_FILE).read_text())
     staged_mapping = described["incidents"]["staged_mapping"]
     incidents = ingest.incidents_table(
-        pd.read_parquet(stage / "incidents.raw.parquet"),
+        pd.read_parquet(stage / runfolder.RAW_FILES["incidents"]),
         described["incidents"]["path"],
         str(stage / staged_mapping) if staged_mapping else None,
     )
     topology = ingest.topology_table(
-        pd.read_parquet(stage / "topology.raw.parquet"), described["topology"]["path"]
+        pd.read_parquet(stage / runfolder.RAW_FILES["topology"]), described["topology"]["path"]
     )
     return incidents, topology, described
 
@@ -157,10 +138,12 @@ def run_validation(workdir: Path, as_of: datetime, history_days: int) -> dict[st
         inputs_report = result.report["inputs"]["incidents"]
         inputs_report["data_start"] = min(filter(None, (inputs_report["data_start"], covers_from)))
     workdir = Path(workdir)
-    report.write_json(workdir / "validation.json", result.report)
-    report.write_json(workdir / "gx_results.json", result.gx_results)
-    result.quarantine.to_csv(workdir / "quarantine.csv", index=False, lineterminator=QUARANTINE_EOL)
-    _write_clean(result.incidents, result.topology, _stage(workdir))
+    report.write_json(workdir / runfolder.VALIDATION_FILE, result.report)
+    report.write_json(workdir / runfolder.GX_RESULTS_FILE, result.gx_results)
+    result.quarantine.to_csv(
+        workdir / runfolder.QUARANTINE_FILE, index=False, lineterminator=QUARANTINE_EOL
+    )
+    _write_clean(result.incidents, result.topology, runfolder.stage_folder(workdir))
     return _validation_summary(result.report)
 
 
@@ -174,29 +157,27 @@ def _validation_summary(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-CLEAN_INCIDENTS = "incidents.parquet"
-CLEAN_TOPOLOGY = "topology.csv"
-
-
 def _write_clean(incidents: Any, topology: Topology, stage: Path) -> None:
     """The validated tables, typed (Parquet keeps UTC timestamps and missing values as they
     are), for the later stages to read without normalising again; each incident row keeps
     where its duration comes from (open rows are censored durations for the fit)."""
     incidents[[*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL, "duration_source"]].to_parquet(
-        stage / CLEAN_INCIDENTS, index=False
+        stage / runfolder.CLEAN_INCIDENTS_FILE, index=False
     )
-    topology.to_frame().to_csv(stage / CLEAN_TOPOLOGY, index=False)
+    topology.to_frame().to_csv(stage / runfolder.CLEAN_TOPOLOGY_FILE, index=False)
 
 
 def load_clean(workdir: Path) -> tuple[Any, Topology]:
-    stage = _stage(workdir)
-    incidents = pd.read_parquet(stage / CLEAN_INCIDENTS)
-    topology = Topology.from_frame(ingest.load_topology(stage / CLEAN_TOPOLOGY).frame)
+    stage = runfolder.stage_folder(workdir)
+    incidents = pd.read_parquet(stage / runfolder.CLEAN_INCIDENTS_FILE)
+    topology = Topology.from_frame(
+        ingest.load_topology(stage / runfolder.CLEAN_TOPOLOGY_FILE).frame
+    )
     return incidents, topology
 
 
 def _validation(workdir: Path) -> dict[str, Any]:
-    return json.loads((Path(workdir) / "validation.json").read_text())
+    return json.loads((Path(workdir) / runfolder.VALIDATION_FILE).read_text())
 
 
 def _as_of(workdir: Path) -> datetime:
@@ -215,7 +196,7 @@ def fit(workdir: Path, settings: ModelSettings | None = None) -> Path:
         validation["inputs"]["incidents"]["data_start"],
         settings,
     )
-    return report.write_json(Path(workdir) / "model.json", document.model_dump())
+    return report.write_json(Path(workdir) / runfolder.MODEL_FILE, document.model_dump())
 
 
 def load_model(path: Path) -> ModelDoc:
@@ -240,7 +221,7 @@ def run_simulation(
     narrators may use besides (narrate.build_inputs), so that narrating needs neither the
     incident table nor the model."""
     incidents, topology = load_clean(workdir)
-    model_doc = load_model(Path(workdir) / "model.json")
+    model_doc = load_model(Path(workdir) / runfolder.MODEL_FILE)
     as_of = _as_of(workdir)
     exercises = load_exercise_log(workdir, config, list(topology.services), as_of)
     result = simulate.simulate(
@@ -255,11 +236,9 @@ def run_simulation(
     inputs = narrate.build_inputs(
         result["scenarios"], topology, incidents, model_doc, config, _as_of(workdir)
     )
-    report.write_json(_stage(workdir) / narrate.INPUTS_FILE, inputs)
-    return report.write_json(_stage(workdir) / narrate.FACTS_FILE, result)
-
-
-EXERCISES = "exercises.json"  # in the stage folder: the exercise log as validated
+    stage = runfolder.stage_folder(workdir)
+    report.write_json(stage / runfolder.NARRATION_INPUTS_FILE, inputs)
+    return report.write_json(stage / runfolder.FACTS_FILE, result)
 
 
 def load_exercise_log(
@@ -271,12 +250,14 @@ def load_exercise_log(
         return []
     used, found, quarantined = readiness.load_exercises(config.exercises, services, as_of)
     report.write_json(
-        _stage(workdir) / EXERCISES,
+        runfolder.stage_folder(workdir) / runfolder.EXERCISES_FILE,
         {"validation": found, "exercises": [e.as_dict() for e in used]},
     )
     if quarantined:
         pd.DataFrame(quarantined).to_csv(
-            Path(workdir) / "quarantine_exercises.csv", index=False, lineterminator=QUARANTINE_EOL
+            Path(workdir) / runfolder.QUARANTINE_EXERCISES_FILE,
+            index=False,
+            lineterminator=QUARANTINE_EOL,
         )
     log.info(
         "exercise log: %d rows read, %d used, %d quarantined",
@@ -290,33 +271,31 @@ def write_readiness(workdir: Path) -> dict[str, Any] | None:
     no exercise log given), with the previous run's scores when fetched
     (`_stage/previous_readiness.json`)."""
     workdir = Path(workdir)
-    logged = _stage(workdir) / EXERCISES
+    stage = runfolder.stage_folder(workdir)
+    logged = stage / runfolder.EXERCISES_FILE
     if not logged.exists():
         return None
     exercises = [
         readiness.Exercise(**(e | {"day": date.fromisoformat(e["day"])}))
         for e in json.loads(logged.read_text())["exercises"]
     ]
-    inputs = json.loads((_stage(workdir) / narrate.INPUTS_FILE).read_text())
+    inputs = json.loads((stage / runfolder.NARRATION_INPUTS_FILE).read_text())
     attributes = {
         s: {"oncall": inputs["oncall"].get(s), "runbook_url": inputs["runbooks"].get(s)}
         for s in inputs["services"]
     }
-    previous_file = _stage(workdir) / PREVIOUS_READINESS
+    previous_file = stage / runfolder.PREVIOUS_READINESS_FILE
     document = readiness.readiness(
-        json.loads((workdir / "scenarios.json").read_text())["scenarios"],
+        json.loads((workdir / runfolder.SCENARIOS_FILE).read_text())["scenarios"],
         inputs["owners"],
         attributes,
-        pd.read_parquet(_stage(workdir) / CLEAN_INCIDENTS),
+        pd.read_parquet(stage / runfolder.CLEAN_INCIDENTS_FILE),
         exercises,
         _as_of(workdir),
         json.loads(previous_file.read_text()) if previous_file.exists() else None,
     )
-    report.write_json(workdir / "readiness.json", document)
+    report.write_json(workdir / runfolder.READINESS_FILE, document)
     return document
-
-
-PREVIOUS_READINESS = "previous_readiness.json"
 
 
 def fetch_previous_readiness(workdir: Path, targets: list[str], conn_id: str | None = None) -> bool:
@@ -325,9 +304,10 @@ def fetch_previous_readiness(workdir: Path, targets: list[str], conn_id: str | N
     for target in targets:
         if target == "confluence":
             continue
-        previous = sources.storage_path(target, conn_id) / "latest" / "readiness.json"
+        previous = sources.storage_path(target, conn_id) / "latest" / runfolder.READINESS_FILE
         if previous.exists():
-            (_stage(workdir) / PREVIOUS_READINESS).write_bytes(previous.read_bytes())
+            previous_file = runfolder.stage_folder(workdir) / runfolder.PREVIOUS_READINESS_FILE
+            previous_file.write_bytes(previous.read_bytes())
             return True
         return False
     return False
@@ -362,10 +342,12 @@ def run_narration(workdir: Path, config: RunConfig) -> Path:
 
 def run_report(workdir: Path) -> list[Path]:
     workdir = Path(workdir)
-    scenarios_doc = ScenariosDoc.model_validate_json((workdir / "scenarios.json").read_text())
-    model_doc = load_model(workdir / "model.json")
-    validation = json.loads((workdir / "validation.json").read_text())
-    inputs = _stage(workdir) / narrate.INPUTS_FILE
+    scenarios_doc = ScenariosDoc.model_validate_json(
+        (workdir / runfolder.SCENARIOS_FILE).read_text()
+    )
+    model_doc = load_model(workdir / runfolder.MODEL_FILE)
+    validation = json.loads((workdir / runfolder.VALIDATION_FILE).read_text())
+    inputs = runfolder.stage_folder(workdir) / runfolder.NARRATION_INPUTS_FILE
     owners = json.loads(inputs.read_text())["owners"] if inputs.exists() else {}
     readiness_doc = write_readiness(workdir)
     return report.render_reports(
@@ -387,15 +369,16 @@ def run_publish(
 
 def record_run(workdir: Path, run_id: str, run_date: date) -> None:
     """Fix the run's identity when it starts (scenarios.json gets it when assembled)."""
-    runs.record(_stage(workdir) / runs.RUN_FILE, run_id, run_date)
+    runs.record(runfolder.stage_folder(workdir) / runfolder.RUN_FILE, run_id, run_date)
 
 
 def run_fingerprint(workdir: Path, config: RunConfig, as_of: datetime) -> str:
     """SHA-256 of the staged inputs and the settings (the CLI's run id): the same run made
     again gets the same id, and so replaces its published folder instead of adding one."""
-    stage = _stage(workdir)
-    names = [SOURCES, "incidents.raw.parquet", "topology.raw.parquet"]
-    staged_mapping = json.loads((stage / SOURCES).read_text())["incidents"]["staged_mapping"]
+    stage = runfolder.stage_folder(workdir)
+    names = [runfolder.SOURCES_FILE, *runfolder.RAW_FILES.values()]
+    described = json.loads((stage / runfolder.SOURCES_FILE).read_text())
+    staged_mapping = described["incidents"]["staged_mapping"]
     digest = hashlib.sha256()
     for name in [*names, *([staged_mapping] if staged_mapping else [])]:
         digest.update(f"{name}\0".encode() + (stage / name).read_bytes())
@@ -411,15 +394,16 @@ def run_confluence(workdir: Path, target: Any) -> dict[str, Any]:
     from whatif import confluence
 
     workdir = Path(workdir)
-    doc = json.loads((workdir / "scenarios.json").read_text(encoding="utf-8"))
-    attachments = {p.name: p.read_bytes() for p in sorted((workdir / "plots").glob("*.svg"))}
+    doc = json.loads((workdir / runfolder.SCENARIOS_FILE).read_text(encoding="utf-8"))
+    plots = sorted((workdir / runfolder.PLOTS_FOLDER).glob("*.svg"))
+    attachments = {p.name: p.read_bytes() for p in plots}
     body = confluence.render_storage(doc, list(attachments))
     return confluence.publish_page(target, confluence.page_title(doc), body, attachments)
 
 
 def top_scenarios(workdir: Path, count: int = 3) -> list[dict[str, Any]]:
     """The first scenarios of the report, in brief (for the Asset event and chat)."""
-    doc = json.loads((Path(workdir) / "scenarios.json").read_text(encoding="utf-8"))
+    doc = json.loads((Path(workdir) / runfolder.SCENARIOS_FILE).read_text(encoding="utf-8"))
     return [
         {
             "id": s["id"],
@@ -436,8 +420,8 @@ def artifacts(workdir: Path) -> list[str]:
     """What a run publishes: the fixed artifacts it has, then its checklists, tabletop packs
     and plots (relative names)."""
     workdir = Path(workdir)
-    names = [name for name in ARTIFACTS if (workdir / name).exists()]
-    for folder in ARTIFACT_FOLDERS:
+    names = [name for name in runfolder.ARTIFACTS if (workdir / name).exists()]
+    for folder in runfolder.ARTIFACT_FOLDERS:
         names += sorted(
             p.relative_to(workdir).as_posix() for p in (workdir / folder).glob("*") if p.is_file()
         )

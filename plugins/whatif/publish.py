@@ -43,6 +43,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from whatif import runfolder
 from whatif.sources import relative_name, storage_path
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ def chat_message(event: dict[str, Any]) -> dict[str, str]:
             f"{scenario['severity']}; {inert(scenario['selection_reason'])})"
         )
     for target in event.get("targets") or []:
-        lines.append(f"Report: {target['latest']}/report.html")
+        lines.append(f"Report: {target['latest']}/{runfolder.REPORT_HTML_FILE}")
     if event.get("confluence"):
         lines.append(f"Confluence: {event['confluence']}")
     return {"text": "\n".join(lines)}

@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from whatif import plots, resources
+from whatif import plots, resources, runfolder
 from whatif.observe import inert_text
 from whatif.publish import safe_segment
 from whatif.schemas import BACKTEST_MODELS, ModelDoc, ScenariosDoc, backtest_label
@@ -203,7 +203,7 @@ def render_reports(
         "readiness": readiness,
     }
     markdown = _environment(False)
-    written = [out_dir / "report.md", out_dir / "report.html"]
+    written = [out_dir / runfolder.REPORT_MD_FILE, out_dir / runfolder.REPORT_HTML_FILE]
     written[0].write_text(markdown.get_template("report.md.j2").render(**context), "utf-8")
     html = (
         _environment(True)
@@ -212,10 +212,12 @@ def render_reports(
     )
     written[1].write_text(html, encoding="utf-8")
     written += _write_each(
-        out_dir / "plots", {plot_file(name): svg for name, svg in pictures.items()}, ".svg"
+        out_dir / runfolder.PLOTS_FOLDER,
+        {plot_file(name): svg for name, svg in pictures.items()},
+        ".svg",
     )
     written += _write_each(
-        out_dir / "checklists",
+        out_dir / runfolder.CHECKLISTS_FOLDER,
         {
             file_name(team): markdown.get_template("checklist.md.j2").render(
                 doc=doc, team=team, entries=entries
@@ -224,7 +226,7 @@ def render_reports(
         },
     )
     written += _write_each(
-        out_dir / "tabletop",
+        out_dir / runfolder.TABLETOP_FOLDER,
         {
             file_name(s["id"]): markdown.get_template("tabletop.md.j2").render(
                 doc=doc, s=s, number=number, cascade=context["cascades"][s["id"]]

@@ -14,10 +14,10 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from whatif import runfolder
 from whatif.errors import UserError
 from whatif.schemas import RunInfo
 
-RUN_FILE = "run.json"  # in the run's stage folder
 CONTENT_PREFIX = "content__"  # the id of a scenarios.json written before runs had one
 
 
@@ -28,7 +28,7 @@ def cli_run_id(as_of: datetime, fingerprint: str) -> str:
 
 
 def record(path: Path, run_id: str, run_date: date) -> RunInfo:
-    """Write the run's identity to `path` (the stage folder's RUN_FILE)."""
+    """Write the run's identity to `path` (the stage folder's runfolder.RUN_FILE)."""
     run = RunInfo(id=run_id, date=run_date.isoformat())
     Path(path).write_text(json.dumps(run.model_dump(), sort_keys=True) + "\n", encoding="utf-8")
     return run
@@ -45,7 +45,7 @@ def recorded(path: Path) -> RunInfo | None:
 def of_folder(folder: Path) -> RunInfo:
     """The identity of the run in `folder`: scenarios.json's `run`, else one derived from the
     file's content (an older run): stable, so that publishing it twice lands in one place."""
-    path = Path(folder) / "scenarios.json"
+    path = Path(folder) / runfolder.SCENARIOS_FILE
     try:
         content = path.read_bytes()
         document = json.loads(content)

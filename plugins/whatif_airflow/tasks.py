@@ -147,7 +147,7 @@ def publish(workdir: Any, params: Mapping[str, Any], log: Any) -> dict[str, Any]
     remote ones, when defined), and "confluence" for the page of the connection
     whatif_confluence. Returns where everything went and the top scenarios: the Asset event's
     extra."""
-    from whatif import pipeline, runs
+    from whatif import pipeline, runfolder, runs
 
     run = runs.of_folder(workdir)  # Airflow's run_id, recorded by extract
     published: dict[str, Any] = {
@@ -164,6 +164,7 @@ def publish(workdir: Any, params: Mapping[str, Any], log: Any) -> dict[str, Any]
             continue
         where = pipeline.run_publish(workdir, target, connections.reports_conn_id(target))
         published["targets"].append(where)
-        print(f"report published: {where['run']}/report.html (latest: {where['latest']})")
+        report = runfolder.REPORT_HTML_FILE
+        print(f"report published: {where['run']}/{report} (latest: {where['latest']})")
     published["top"] = pipeline.top_scenarios(workdir)
     return published

@@ -59,7 +59,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from shared import PROJECT
-from whatif import pipeline, readiness, validate
+from whatif import pipeline, readiness, runfolder, validate
 from whatif.cli import main
 from whatif.config import RunConfig
 from whatif.errors import UserError
@@ -174,7 +174,8 @@ def exercises_run(where: Path, log: Path) -> Outcome:
         pipeline.load_exercise_log(where, RunConfig(exercises=str(log)), list(SERVICES), AS_OF_TIME)
     except UserError as error:
         return Outcome(2, "", f"whatif: error: {error}\n")
-    found = json.loads((where / pipeline.STAGE / pipeline.EXERCISES).read_text())["validation"]
+    logged = runfolder.stage_path(where, runfolder.EXERCISES_FILE)
+    found = json.loads(logged.read_text())["validation"]
     quarantine = where / "quarantine_exercises.csv"
     rows = read_csv_rows(quarantine) if quarantine.exists() else []
     return Outcome(0, "", "", quarantine=rows, exercises=found)

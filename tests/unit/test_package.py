@@ -32,6 +32,8 @@ def test_an_installed_package_renders_a_report_from_any_folder(tmp_path):
         "resources/templates/report.html.j2",
         "resources/sql/extract_incidents.sql",
         "resources/mappings/pagerduty.yaml",
+        "resources/words/function-words.txt",
+        "narrate/grounding.py",
     ):
         assert resource in shipped
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from shared import SAMPLE_AS_OF, SAMPLE_INCIDENTS, SAMPLE_TOPOLOGY, write
-from whatif import ingest, pipeline, resources, sources
+from whatif import ingest, resources, runfolder, sources
 from whatif.errors import UserError
 
 
@@ -20,12 +20,12 @@ def clean_tables(run_cli, out: Path, *source_args: str) -> tuple[str, str]:
         "run", *source_args, "--out", out, "--as-of", SAMPLE_AS_OF, "--draws", "200"
     )
     assert code == 0, err
-    stage = out / pipeline.STAGE
-    return clean_incidents(out), (stage / pipeline.CLEAN_TOPOLOGY).read_text()
+    topology = runfolder.stage_path(out, runfolder.CLEAN_TOPOLOGY_FILE)
+    return clean_incidents(out), topology.read_text()
 
 
 def clean_incidents(out: Path) -> pd.DataFrame:
-    return pd.read_parquet(out / pipeline.STAGE / pipeline.CLEAN_INCIDENTS)
+    return pd.read_parquet(runfolder.stage_path(out, runfolder.CLEAN_INCIDENTS_FILE))
 
 
 def scenarios_without_timestamp(out: Path) -> dict:
@@ -153,7 +153,7 @@ def test_s3_urls_give_the_same_result_as_the_files(aws_env, reference, run_cli, 
         "s3://data/exports/topology.csv",
     )
     pd.testing.assert_frame_equal(incidents, clean_incidents(reference))
-    assert topology == (reference / pipeline.STAGE / pipeline.CLEAN_TOPOLOGY).read_text()
+    assert topology == runfolder.stage_path(reference, runfolder.CLEAN_TOPOLOGY_FILE).read_text()
 
 
 def test_missing_s3_object_is_a_one_line_error(aws_env, run_cli):
@@ -189,7 +189,7 @@ def test_sql_source_equals_the_file_source_row_for_row(
         run_cli, tmp_path / "out", "--incidents-sql-url", loaded_database, "--topology-from-sql"
     )
     pd.testing.assert_frame_equal(incidents, clean_incidents(reference))
-    assert topology == (reference / pipeline.STAGE / pipeline.CLEAN_TOPOLOGY).read_text()
+    assert topology == runfolder.stage_path(reference, runfolder.CLEAN_TOPOLOGY_FILE).read_text()
     assert (
         scenarios_without_timestamp(tmp_path / "out")["scenarios"]
         == (scenarios_without_timestamp(reference)["scenarios"])
