@@ -39,6 +39,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
+import report
 from common import ROOT
 
 DATA = ROOT.parent / "shared" / "data" / "incidents"
@@ -214,7 +215,7 @@ def main() -> int:
     parser.add_argument("--min-incidents", type=int, default=MIN_INCIDENTS)
     parser.add_argument("--out", default=str(ROOT / "bench" / "calibration_results.md"))
     args = parser.parse_args()
-    engine = common.engine()
+    engine = report.engine()
     began = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="whatif-bench-calibration-") as folder:
@@ -231,7 +232,7 @@ def main() -> int:
                 f"  {result['seconds']:.1f} s"
                 + (f": {result['error']}" if "error" in result else "")
             )
-    lines = common.header(
+    lines = report.header(
         "Benchmark: rate-model calibration on public incident histories",
         engine,
         ["numpy", "scipy", "pandas"],

