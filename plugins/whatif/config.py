@@ -15,6 +15,7 @@ from whatif.params import NARRATORS, check, default
 from whatif.schemas import FAILURE_MODES
 
 DEFAULT_HISTORY_DAYS: int = default("history_days")
+MAX_EVENT_DAYS = 90  # an event window longer than a quarter is not an event
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,8 +207,8 @@ def build_event(
     event_start, event_end = parse_date(start, "--event-start"), parse_date(end, "--event-end")
     if event_end < event_start:
         raise UserError(f"--event-end {end} is before --event-start {start}")
-    if event_end - event_start > timedelta(days=90):
-        raise UserError("an event window may last at most 90 days")
+    if event_end - event_start > timedelta(days=MAX_EVENT_DAYS):
+        raise UserError(f"an event window may last at most {MAX_EVENT_DAYS} days")
     multiplier = check(
         "traffic_multiplier", 1.0 if traffic_multiplier is None else float(traffic_multiplier)
     )

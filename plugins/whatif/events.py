@@ -15,8 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from whatif.config import WhatIf
+from whatif.config import MAX_EVENT_DAYS, WhatIf
 from whatif.errors import UserError
+from whatif.params import SETTINGS
 
 DEFAULT_LEAD_DAYS = 14
 
@@ -27,7 +28,11 @@ class Event(BaseModel):
     name: str = Field(min_length=1, max_length=120)
     start: date
     end: date
-    traffic_multiplier: float = Field(default=1.0, gt=0, le=100)
+    traffic_multiplier: float = Field(
+        default=SETTINGS["traffic_multiplier"].default,
+        gt=0,
+        le=SETTINGS["traffic_multiplier"].maximum,
+    )
     focus_services: list[str] = []
     lead_days: int = Field(default=DEFAULT_LEAD_DAYS, ge=0, le=365)
     what_if: list[str] = []
@@ -46,8 +51,8 @@ class Event(BaseModel):
     def _window(self) -> Event:
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
-        if (self.end - self.start).days > 90:
-            raise ValueError("an event window may last at most 90 days")
+        if (self.end - self.start).days > MAX_EVENT_DAYS:
+            raise ValueError(f"an event window may last at most {MAX_EVENT_DAYS} days")
         return self
 
     @property

@@ -363,6 +363,7 @@ SETTINGS_LIST: tuple[Setting, ...] = (
         "expected traffic during the event, relative to normal",
         "scenarios",
         positive=True,
+        maximum=100,
         metavar="X",
     ),
     Setting(
