@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from whatif import resources
 from whatif.errors import UserError
+from whatif.formatting import percent
 from whatif.llm import TRANSIENT_STATUS, RetryPolicy, retry_after_seconds
 from whatif.schemas import ScenariosDoc
 
@@ -183,7 +184,7 @@ def _environment(directory: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.filters["pct"] = lambda p: f"{p * 100:.1f}%" if p < 0.1 else f"{p * 100:.0f}%"
+    environment.filters["pct"] = percent
     environment.filters["num"] = lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2g}"
     environment.filters["g"] = lambda v: f"{v:g}"
     environment.filters["colour"] = lambda severity: _SEVERITY_COLOURS.get(severity, "Grey")

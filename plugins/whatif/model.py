@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from whatif import rates
+from whatif import classify, rates
 from whatif.config import ModelSettings
 from whatif.schemas import FAILURE_MODES, SEVERITIES, ModelDoc
 from whatif.topology import Topology
@@ -103,7 +103,10 @@ def attribute(incidents: pd.DataFrame, topology: Topology, window_minutes: float
         _infer_cascades(frame, topology, window_minutes, parent, how)
     frame["parent"], frame["how"] = parent, how
     frame["service"] = rows["service"].to_numpy(object)
-    for column in ("resolved_at", "detected_at", "acknowledged_at", "category", "severity"):
+    for column in (
+        *("resolved_at", "detected_at", "acknowledged_at", "category", "severity"),
+        *("failure_mode_source", "severity_source"),
+    ):
         frame[column] = rows.get(column)  # the same index: dtypes are kept
     frame["load_factor"] = rows["load_factor"].to_numpy(float) if "load_factor" in rows else np.nan
     return frame
@@ -749,14 +752,21 @@ def shrunk_mix(
     concentration: float,
 ) -> np.ndarray:
     """Dirichlet-multinomial posterior mean mix per service (rows) over the vocabulary."""
-    known = labels.isin(vocabulary)
-    table = (
-        pd.crosstab(groups[known], labels[known])
-        .reindex(index=list(services), columns=list(vocabulary), fill_value=0)
-        .to_numpy(float)
-    )
+    table = label_counts(labels, groups, services, vocabulary).astype(float)
     fleet = (table.sum(axis=0) + 1.0) / (table.sum() + len(vocabulary))
     return (table + concentration * fleet) / (table.sum(axis=1, keepdims=True) + concentration)
+
+
+def label_counts(
+    labels: pd.Series, groups: pd.Series, services: tuple[str, ...], vocabulary: tuple[str, ...]
+) -> np.ndarray:
+    """How many rows of each service (rows) carry each label of the vocabulary (columns)."""
+    known = labels.isin(vocabulary)
+    return (
+        pd.crosstab(groups[known], labels[known])
+        .reindex(index=list(services), columns=list(vocabulary), fill_value=0)
+        .to_numpy(np.int64)
+    )
 
 
 def shrunk_multipliers(
@@ -905,6 +915,8 @@ def fit(
     modes = shrunk_mix(
         roots["category"], roots["service"], services, FAILURE_MODES, MODE_CONCENTRATION
     )
+    # The evidence behind each mode: a mode no root incident shows is its prior alone.
+    mode_counts = label_counts(roots["category"], roots["service"], services, FAILURE_MODES)
     severities = shrunk_mix(
         attributed["severity"],
         attributed["service"],
@@ -940,6 +952,7 @@ def fit(
             durations,
             severities,
             modes,
+            mode_counts,
         )
         for i, name in enumerate(services)
     ]
@@ -996,10 +1009,31 @@ def fit(
             "load": fit_load_elasticity(roots),
             "rates": _rate_section(fitted, root_events, start, days, services),
             "backtest": backtest.run(fitted, root_events, start, settings),
+            "evidence_sources": evidence_sources(roots, attributed),
             "services": service_rows,
             "edges": edge_rows,
         }
     )
+
+
+def evidence_sources(roots: pd.DataFrame, rows: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Where the labels of each mix came from (whatif.classify.SOURCES), counted over the rows
+    the mix is fitted on: failure modes over root rows, severities over all rows. A severity
+    counts as known ("column" or "text") only where the row has one, so a history without any
+    has column + text = 0. Rows without a source (a clean table written before the sources
+    were recorded) count as the column's, except mode "other" and no severity: "none"."""
+
+    def count(source: pd.Series, unknown: pd.Series) -> dict[str, int]:
+        tally = source.fillna("column").where(~unknown, "none").value_counts()
+        return {name: int(tally.get(name, 0)) for name in classify.SOURCES}
+
+    mode_source = roots["failure_mode_source"]
+    return {
+        "failure_mode": count(
+            mode_source, mode_source.isna() & roots["category"].isin(["other", None])
+        ),
+        "severity": count(rows["severity_source"], rows["severity"].isna()),
+    }
 
 
 def _incident_days(attributed: pd.DataFrame, start: pd.Timestamp) -> np.ndarray:
@@ -1101,6 +1135,7 @@ def _service_row(
     durations: dict[str, tuple[np.ndarray, float, np.ndarray, dict[str, float | str]]],
     severities: np.ndarray,
     modes: np.ndarray,
+    mode_counts: np.ndarray,
 ) -> dict[str, Any]:
     mu, sigma, n_durations, duration_prior = durations["duration"]
     source = (
@@ -1129,6 +1164,9 @@ def _service_row(
         "mtta_minutes": _measured_percentiles(durations["acknowledge"], i),
         "severity_probabilities": _mix(severities[i], SEVERITIES),
         "failure_modes": _mix(modes[i], FAILURE_MODES),
+        "root_incidents_by_mode": {
+            mode: int(n) for mode, n in zip(FAILURE_MODES, mode_counts[i], strict=True) if n
+        },
     }
 
 

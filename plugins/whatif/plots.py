@@ -27,7 +27,13 @@ BLUISH_GREEN = "#009E73"
 BLUE = "#0072B2"
 REDDISH_PURPLE = "#CC79A7"
 GREY = "#555555"
-SEVERITY_COLOURS = {"SEV1": VERMILLION, "SEV2": ORANGE, "SEV3": BLUE, "SEV4": BLUISH_GREEN}
+SEVERITY_COLOURS = {
+    "SEV1": VERMILLION,
+    "SEV2": ORANGE,
+    "SEV3": BLUE,
+    "SEV4": BLUISH_GREEN,
+    "unknown": "#999999",  # the history records no severity
+}
 # The backtest's models (whatif.backtest.MODELS): colour and marker.
 BACKTEST_STYLES = {
     "hierarchical": (BLUE, "o"),
@@ -90,7 +96,11 @@ def risk_matrix_svg(scenarios: list[dict[str, Any]]) -> str:
     _scale(axes.xaxis, axes.set_xscale, xs, lambda v, _: f"{v * 100:.2g}%")
     _scale(axes.yaxis, axes.set_yscale, ys, lambda v, _: f"{v:.3g}")
     axes.set_xlabel("probability within the horizon")
-    axes.set_ylabel("impact (weighted service-hours)")
+    axes.set_ylabel(
+        "impact (weighted service-hours)"
+        if any(sc["severity"] != "unknown" for sc in scenarios)
+        else "impact (service-hours, users first)"
+    )
     axes.set_title("Risk matrix: numbers are the scenarios below")
     axes.grid(True, which="both", alpha=0.3)
     handles, labels = axes.get_legend_handles_labels()

@@ -19,6 +19,7 @@ import jinja2
 from markupsafe import Markup
 
 from whatif import plots, resources, runfolder
+from whatif.formatting import percent
 from whatif.observe import inert_text
 from whatif.publish import safe_segment
 from whatif.schemas import BACKTEST_MODELS, ModelDoc, ScenariosDoc, backtest_label
@@ -70,8 +71,8 @@ def model_card(model_doc: ModelDoc) -> dict[str, Any]:
             "source": "fitted to the fleet" if prior["source"] == "data" else "default",
         }
         for name in classes
-        if (prior := doc["priors"].get(f"propagation_{name}"))
-    ]
+        if edges and (prior := doc["priors"].get(f"propagation_{name}"))
+    ]  # a flat topology has no dependency for a prior to be about
     weekdays = (doc["time_multipliers"] or {}).get("day_of_week") or {}
     hours = (doc["time_multipliers"] or {}).get("hour_of_day") or {}
     backtest = doc["backtest"] or {"status": "skipped", "reason": "not run (an older model.json)"}
@@ -160,7 +161,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         keep_trailing_newline=True,
         finalize=None if autoescape else _markdown_text,
     )
-    environment.filters["pct"] = lambda p: f"{p * 100:.1f}%" if p < 0.1 else f"{p * 100:.0f}%"
+    environment.filters["pct"] = percent
     environment.filters["num"] = lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.2g}"
     # An error budget burnt several times over reads better as a multiple than as 1514 %.
     environment.filters["budget"] = lambda v: f"{v * 100:.0f}%" if v < 1 else f"{v:.1f}×"

@@ -134,6 +134,8 @@ class ServiceModel(_Strict):
     root_rate_predictive: GammaPosterior | None = None
     mttd_minutes: Percentiles | None = None  # None: the input has no detected_at
     mtta_minutes: Percentiles | None = None  # None: the input has no acknowledged_at
+    # Root incidents per failure mode (modes without any left out); None in older files.
+    root_incidents_by_mode: dict[str, int] | None = None
 
 
 class EdgeModel(_Strict):
@@ -303,6 +305,10 @@ class ModelDoc(_Strict):
     load: LoadModel | None = None
     rates: RateModel | None = None
     backtest: Backtest | None = None
+    # Where the labels behind the mixes came from: {"failure_mode": {...}, "severity": {...}},
+    # each counting rows by source "column" / "text" / "none" (whatif.classify.SOURCES) over
+    # the rows its mix is fitted on (failure modes: root rows; severities: all rows).
+    evidence_sources: dict[str, dict[str, int]] | None = None
 
 
 class Trigger(_Strict):
@@ -446,6 +452,9 @@ class Simulation(_Strict):
     root_failures: dict[str, float]  # per horizon: p50, p90, mean
     service_outages: dict[str, float]  # per horizon: services hit, summed over cascades
     probability_any: dict[str, float]  # P(at least one incident this severe or worse)
+    # Added within schema version 2 (optional, so earlier files still read):
+    severity_known: bool = True  # False: the history records no severity ({} above)
+    selection: dict[str, Any] | None = None  # the bar and how many cleared it (simulate)
 
 
 class RunInfo(_Strict):

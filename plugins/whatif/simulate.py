@@ -9,8 +9,11 @@
 - Horizons: `draws` simulated horizons of the whole fleet, every root failure drawn from the
   posterior and cascaded; they give each scenario's simulated frequency (a check of the exact
   probability) and the fleet's totals per horizon.
-- Selection: forced what-ifs, spread-out top risks, shared infrastructure, two roots at once in
-  an event window, rare-but-severe tails.
+- Selection: forced what-ifs, then only what the history gives evidence for and a probability
+  that means something within the horizon: top risks spread over services and teams first,
+  shared infrastructure, two roots at once in an event window, rare tails whose reach or
+  severity justifies them. Without severities in the history, severity is "unknown" and
+  impact counts services and users hit only.
 The definitions of impact, risk and the selection are in docs/scenarios.md.
 """
 
@@ -38,6 +41,12 @@ INTERNAL_WEIGHT = 0.25  # weight of an internal service relative to a user-facin
 LISTED_THRESHOLD = 0.10  # a service is listed as affected when hit in >= 10 % of draws
 BATCH_CASCADES = 1_000_000  # cascades simulated together (bounds the memory of a batch)
 ERROR_BUDGET_DAYS = 30.0  # an SLO's error budget is counted over 30 days
+# A ranked scenario happens within the horizon at least once in 100 horizons; below that it is
+# listed only as a labelled tail, shared-infrastructure, compound or forced scenario.
+MEANINGFUL_PROBABILITY = 0.01
+# A tail scenario happens at least once in 1,000 horizons: rarer is no exercise's business.
+TAIL_PROBABILITY = 0.001
+UNKNOWN_SEVERITY = "unknown"  # a scenario's severity when the history records none
 
 Progress = Callable[[int, int], None]  # (trigger services done, total)
 
@@ -120,7 +129,7 @@ def outcomes(
     weights = np.where(arrays["user_facing"][service], 1.0, INTERNAL_WEIGHT)
     breadth = np.bincount(which, weights=weights, minlength=n)
     duration = np.maximum.reduceat(minutes, starts)
-    severity_weight = np.array([SEVERITY_WEIGHT[s] for s in SEVERITIES])[worst]
+    severity_weight = arrays["severity_weight"][worst]
     budget = arrays["budget_minutes"][service]
     burn = np.where(budget > 0, minutes / np.where(budget > 0, budget, 1.0), 0.0)
     return {
@@ -197,6 +206,7 @@ def model_arrays(model_doc: ModelDoc, topology: Topology) -> dict[str, np.ndarra
     ]
     severity = np.array([[s.severity_probabilities[k] for k in SEVERITIES] for s in services])
     slo = topology.attributes["slo_target"].to_numpy(float)
+    known = severity_known(model_doc)
     return {
         "shape": np.array([_rate_distribution(s).shape for s in services]),
         "rate": np.array([_rate_distribution(s).rate for s in services]),
@@ -204,6 +214,9 @@ def model_arrays(model_doc: ModelDoc, topology: Topology) -> dict[str, np.ndarra
         "mu": np.array([s.duration_minutes_lognormal.mu for s in services]),
         "sigma": np.array([s.duration_minutes_lognormal.sigma for s in services]),
         "severity_cdf": np.cumsum(severity / severity.sum(axis=1, keepdims=True), axis=1),
+        # Impact weighs a severity only when the history records severities.
+        "severity_weight": np.array([SEVERITY_WEIGHT[s] if known else 1.0 for s in SEVERITIES]),
+        "severity_known": np.array(known),
         "user_facing": topology.attributes["user_facing"].to_numpy(bool),
         "traffic": np.nan_to_num(topology.attributes["traffic_weight"].to_numpy(float)),
         # Minutes of downtime a 30-day error budget allows (0: no SLO given).
@@ -212,6 +225,23 @@ def model_arrays(model_doc: ModelDoc, topology: Topology) -> dict[str, np.ndarra
             [e.posterior.alpha / (e.posterior.alpha + e.posterior.beta) for e in edges]
         ),
     }
+
+
+def severity_known(model_doc: ModelDoc) -> bool:
+    """Whether any incident of the history has a severity (from its column or its text); a
+    model without that record (older files) is taken to have them."""
+    sources = getattr(model_doc, "evidence_sources", None) or {}
+    counts = sources.get("severity")
+    return counts is None or counts.get("column", 0) + counts.get("text", 0) > 0
+
+
+def evidenced_modes(model_doc: ModelDoc) -> set[str] | None:
+    """The failure modes some root incident of the history shows (None: a model from before
+    the counts were kept, whose modes all count as evidenced)."""
+    counts = [s.root_incidents_by_mode for s in model_doc.services]
+    if any(c is None for c in counts):
+        return None
+    return {mode for c in counts for mode, n in c.items() if n > 0}  # type: ignore[union-attr]
 
 
 def _rate_distribution(service: ServiceModel) -> GammaPosterior:
@@ -282,8 +312,9 @@ def candidate_scenarios(
     if cascades is None:
         cascades = simulate_cascades(model_doc, topology, config.cascade_draws, rng, progress)
     candidates = []
+    known = bool(arrays["severity_known"])
     for i, name in enumerate(topology.services):
-        facts = _impact_facts(cascades[i], topology)
+        facts = _impact_facts(cascades[i], topology, known)
         for j, mode in enumerate(FAILURE_MODES):
             p = float(probability[i, j])
             candidates.append(
@@ -389,9 +420,12 @@ def _balanced_bounds(work: np.ndarray, chunks: int) -> np.ndarray:
     return np.r_[0, inner, len(work)]
 
 
-def horizon_summary(horizons: Horizons, candidates: list[dict[str, Any]]) -> dict[str, Any]:
+def horizon_summary(
+    horizons: Horizons, candidates: list[dict[str, Any]], severity_known: bool = True
+) -> dict[str, Any]:
     """What the simulated horizons say about the fleet as a whole, and each candidate's
-    simulated frequency (set on the candidates as `probability_simulated`)."""
+    simulated frequency (set on the candidates as `probability_simulated`). Without
+    severities in the history, no chance of a SEV is given."""
     n = horizons.count
     frequency = horizons.frequency / n
     for k, candidate in enumerate(candidates):
@@ -399,6 +433,8 @@ def horizon_summary(horizons: Horizons, candidates: list[dict[str, Any]]) -> dic
     any_at_least = {  # horizons with an incident this bad or worse
         name: _round(float((horizons.worst <= k).mean())) for k, name in enumerate(SEVERITIES)
     }
+    if not severity_known:
+        any_at_least = {}
     return {
         "horizons": n,
         "root_failures": _percentiles(horizons.roots.astype(float))
@@ -406,6 +442,7 @@ def horizon_summary(horizons: Horizons, candidates: list[dict[str, Any]]) -> dic
         "service_outages": _percentiles(horizons.hit.astype(float))
         | {"mean": _round(horizons.hit.mean())},
         "probability_any": any_at_least,
+        "severity_known": severity_known,
     }
 
 
@@ -413,7 +450,9 @@ def scenario_id(service: str, mode: str) -> str:
     return f"{service}--{mode}"
 
 
-def _impact_facts(outcome: CascadeStats, topology: Topology) -> dict[str, Any]:
+def _impact_facts(
+    outcome: CascadeStats, topology: Topology, severity_known: bool = True
+) -> dict[str, Any]:
     order = np.argsort(-outcome.affected_probability, kind="stable")
     listed = [int(k) for k in order if outcome.affected_probability[k] >= LISTED_THRESHOLD]
     names = [topology.services[outcome.services[k]] for k in listed]
@@ -431,7 +470,9 @@ def _impact_facts(outcome: CascadeStats, topology: Topology) -> dict[str, Any]:
         "affected_services": names,
         "user_facing_affected": [n for n in names if bool(user_facing[n])],
         "expected_duration_minutes": _percentiles(outcome.duration_minutes),
-        "severity": SEVERITIES[int(np.argmax(severity_share))],
+        "severity": SEVERITIES[int(np.argmax(severity_share))]
+        if severity_known
+        else UNKNOWN_SEVERITY,
         "impact": {
             "blast_radius": _percentiles(outcome.blast_radius.astype(float)),
             "affected_probability": {
@@ -440,7 +481,9 @@ def _impact_facts(outcome: CascadeStats, topology: Topology) -> dict[str, Any]:
             },
             "severity_probabilities": {
                 s: _round(float(p)) for s, p in zip(SEVERITIES, severity_share, strict=True)
-            },
+            }
+            if severity_known
+            else {},
             "teams_paged": teams,
             "impact_score": _round(float(outcome.impact.mean(dtype=np.float64))),
             "traffic_share": _given(outcome.traffic_share),
@@ -474,13 +517,20 @@ def select(
     focus: set[str] | None = None,
     feedback: Callable[[str, str], tuple[float, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Pick the scenarios to report, each tagged with why:
-    forced what-ifs; the top risks, spread out (at most two per trigger service, and at most
-    a third of the report per owning team and per failure mode, so one fragile corner cannot
-    fill it); in an event window, two independent root failures under way at once; a
-    common-mode failure of the shared infrastructure the most services depend on;
-    rare-but-severe tail scenarios (probability at or below the median, highest impact,
-    one per service); any slot left goes to the next-ranked risk.
+    """Pick the scenarios to report, each tagged with why (docs/scenarios.md, section 7).
+
+    Forced what-ifs always. Everything else stands on evidence: a failure mode no root
+    incident of the history shows is never listed on its prior alone, and a ranked scenario
+    has a probability within the horizon of at least MEANINGFUL_PROBABILITY. Among those,
+    the top risks spread out: one scenario per trigger service (at most a third of the report
+    per owning team and per failure mode), then the teams still missing whatever their mode,
+    so that coverage of distinct services and teams comes before a second mode of the same
+    service; in an event window, two
+    independent root failures under way at once; a common-mode failure of the shared
+    infrastructure the most services depend on; rare tails (at least TAIL_PROBABILITY, below
+    the bar or below the median) only when their reach or known severity justifies them, of
+    services not listed yet; then a second mode of a listed service; then the next-ranked
+    risks. When fewer scenarios clear the bar than were asked for, fewer are listed.
 
     With services in `focus` (an event's), every pick but the forced ones is made among the
     scenarios whose trigger or affected services include one of them; only when those run
@@ -490,9 +540,9 @@ def select(
     ranked by risk times its factor: a trigger that failed a recent exercise or was never
     exercised moves up, one that passed recently moves down; the reason says which."""
     by_id = {c["id"]: c for c in candidates}
-    everything = candidates
-    if focus:
-        candidates = in_focus(candidates, focus)
+    known_modes = evidenced_modes(model_doc)
+    everything = [c for c in candidates if known_modes is None or _mode(c) in known_modes]
+    pool = in_focus(everything, focus) if focus else everything
     modes = {s.service: s.failure_modes for s in model_doc.services}
     chosen: dict[str, dict[str, Any]] = {}
     for what_if in forced:
@@ -502,10 +552,11 @@ def select(
             "forced": True,
             "selection_reason": "forced what-if (conditioned on this failure)",
         }
-    weight = {
-        c["id"]: feedback(_service(c), _mode(c)) if feedback else (1.0, "") for c in candidates
-    }
-    ranked = sorted(candidates, key=lambda c: (-c["risk_score"] * weight[c["id"]][0], c["id"]))
+    weight = {c["id"]: feedback(_service(c), _mode(c)) if feedback else (1.0, "") for c in pool}
+    ranked = sorted(
+        (c for c in pool if c["probability"] >= MEANINGFUL_PROBABILITY),
+        key=lambda c: (-c["risk_score"] * weight[c["id"]][0], c["id"]),
+    )
     rank = {c["id"]: i for i, c in enumerate(ranked, start=1)}
 
     def top_reason(c: dict[str, Any]) -> str:
@@ -515,22 +566,33 @@ def select(
     tail_slots = max(1, k // 4) if k >= 3 else 0
     shared_slots = 1 if k >= 4 else 0
     cap = max(2, -(-k // 3))
+    # A third per mode, unless the history shows fewer than three modes to share the report.
+    mode_cap = max(cap, -(-k // len(known_modes))) if known_modes else cap
 
     def team(c: dict[str, Any]) -> str:
         service = c["trigger"]["service"]
         return str(topology.attribute(service, "owner_team") or service)
 
     compound_slots = 1 if compound and k >= 5 else 0
-    spread_out = {"service": (_service, 2), "team": (team, cap), "mode": (_mode, cap)}
-    _take(chosen, ranked, k - tail_slots - shared_slots - compound_slots, spread_out, top_reason)
-    if compound_slots and len(chosen) < k:
+    spread = k - tail_slots - shared_slots - compound_slots
+    # Coverage before depth: one scenario per service (at most a third per team and per
+    # mode), then the teams still missing, whatever their mode, before any second mode.
+    coverage = {"service": (_service, 1), "team": (team, cap), "mode": (_mode, mode_cap)}
+    _take(chosen, ranked, spread, coverage, top_reason)
+    _take(chosen, ranked, spread, {"service": (_service, 1), "team": (team, 1)}, top_reason)
+    if (
+        compound_slots
+        and len(chosen) < k
+        and (known_modes is None or {_mode(compound), compound["co_trigger"]["failure_mode"]}
+             <= known_modes)  # type: ignore[index]
+    ):  # fmt: skip
         chosen[compound["id"]] = compound | {  # type: ignore[index]
             "forced": False,
             "selection_reason": "common mode: two independent root failures under way at "
             "once in the event window (the pair among the top risks with the highest "
             "probability x impact)",
         }
-    shared, dependents = shared_infrastructure(candidates, topology, chosen)
+    shared, dependents = shared_infrastructure(pool, topology, chosen)
     _take(
         chosen,
         shared,
@@ -541,9 +603,16 @@ def select(
             "depend on it, directly or through others)"
         ),
     )
-    median_p = float(np.median([c["probability"] for c in candidates])) if candidates else 0.0
+    severity_given = severity_known(model_doc)
+    median_p = float(np.median([c["probability"] for c in pool])) if pool else 0.0
     tail = sorted(  # a service's modes share one impact: its likeliest rare mode first
-        (c for c in candidates if c["probability"] <= median_p),
+        (
+            c
+            for c in pool
+            if c["probability"] >= TAIL_PROBABILITY
+            and (c["probability"] < MEANINGFUL_PROBABILITY or c["probability"] < median_p)
+            and tail_justification(c, severity_given)
+        ),
         key=lambda c: (-c["impact"]["impact_score"], -c["probability"], c["id"]),
     )
     _take(
@@ -551,18 +620,62 @@ def select(
         tail,
         k,
         {"service": (_service, 1)},
-        lambda c: "tail: rare but severe (probability at or below the median, highest impact)",
+        lambda c: f"tail: rare but {tail_justification(c, severity_given)}",
     )
+    # The slots the tails and common modes left: more coverage first, then second modes.
+    _take(chosen, ranked, k, coverage, top_reason)
+    _take(chosen, ranked, k, {"service": (_service, 1), "team": (team, 1)}, top_reason)
+
+    def second_reason(c: dict[str, Any]) -> str:
+        again = any(_service(picked) == _service(c) for picked in chosen.values())
+        return f"{top_reason(c)}, a second mode of its service" if again else top_reason(c)
+
+    second = {"service": (_service, 2), "team": (team, cap), "mode": (_mode, mode_cap)}
+    _take(chosen, ranked, k, second, second_reason)
     _take(chosen, ranked, k, {}, lambda c: f"{top_reason(c)}, once the spread-out picks ran out")
     if focus:
         _take(
             chosen,
-            sorted(everything, key=lambda c: (-c["risk_score"], c["id"])),
+            sorted(
+                (c for c in everything if c["probability"] >= MEANINGFUL_PROBABILITY),
+                key=lambda c: (-c["risk_score"], c["id"]),
+            ),
             k,
             {},
             lambda c: "top risk outside the services in focus, once those ran out",
         )
     return sorted(chosen.values(), key=lambda c: (not c["forced"], -c["risk_score"], c["id"]))
+
+
+def tail_justification(candidate: dict[str, Any], severity_known: bool) -> str | None:
+    """Why a rare scenario is worth an exercise: it reaches other services, or (when the
+    history records severities) it is most likely a SEV1 or SEV2. None: it is not."""
+    reach = candidate["impact"]["blast_radius"]["p90"]
+    if reach >= 2:
+        return f"wide (reaches {reach:.0f} services in 1 of 10 outcomes)"
+    severe = sum(candidate["impact"]["severity_probabilities"].get(s, 0.0) for s in SEVERITIES[:2])
+    if severity_known and severe >= 0.5:
+        return f"severe (SEV1 or SEV2 in {severe:.0%} of outcomes)"
+    return None
+
+
+def selection_summary(
+    candidates: list[dict[str, Any]], selected: list[dict[str, Any]], k: int, model: ModelDoc
+) -> dict[str, Any]:
+    """How many scenarios cleared the bar, for the report's note when fewer were listed."""
+    known_modes = evidenced_modes(model)
+    eligible = sum(
+        c["probability"] >= MEANINGFUL_PROBABILITY
+        and (known_modes is None or _mode(c) in known_modes)
+        for c in candidates
+    )
+    return {
+        "meaningful_probability": MEANINGFUL_PROBABILITY,
+        "eligible": int(eligible),
+        "requested": k,
+        "listed": len(selected),
+        "modes_with_evidence": sorted(known_modes) if known_modes is not None else None,
+    }
 
 
 def in_focus(candidates: list[dict[str, Any]], focus: set[str]) -> list[dict[str, Any]]:
@@ -621,9 +734,15 @@ def _take(
     limits: dict[str, tuple[Any, int]],
     reason: Any,
 ) -> None:
-    """Add candidates from `pool` in order until `chosen` holds `limit`; `limits` caps this
-    pool's picks per group (name: (group of a candidate, how many at most))."""
+    """Add candidates from `pool` in order until `chosen` holds `limit`; `limits` caps the
+    report's picks per group (name: (group of a candidate, how many at most)), counting what
+    earlier passes chose (forced what-ifs excepted: they are the user's)."""
     taken: dict[tuple[str, str], int] = {}
+    for picked in chosen.values():
+        if not picked["forced"] and not picked.get("co_trigger"):
+            for name, (group, _) in limits.items():
+                key = (name, group(picked))
+                taken[key] = taken.get(key, 0) + 1
     for candidate in pool:
         if len(chosen) >= limit:
             return
@@ -680,7 +799,7 @@ def compound_scenario(
             stats = _per_trigger(pair[:1], draw // draws, reached, facts, draws)[0]
             overlap = _overlap_probability([_mean_minutes(arrays, int(s)) for s in pair], window)
             probability = first["probability"] * second["probability"] * overlap
-            impact = _impact_facts(stats, topology)
+            impact = _impact_facts(stats, topology, bool(arrays["severity_known"]))
             risk = probability * impact["impact"]["impact_score"]
             if best is None or risk > best["risk_score"]:
                 best = {
@@ -721,16 +840,15 @@ def simulate(
     cascades = simulate_cascades(model_doc, topology, config.cascade_draws, rng, progress)
     candidates = candidate_scenarios(model_doc, topology, config, progress, rng, cascades)
     horizons = simulate_horizons(model_doc, topology, config, cascades, rng)
-    summary = horizon_summary(horizons, candidates)
+    summary = horizon_summary(horizons, candidates, severity_known(model_doc))
     summary["cascade_draws"] = config.cascade_draws
     compound = None
     if config.event and config.scenarios >= 5:
         compound = compound_scenario(
             model_doc, topology, config, in_focus(candidates, focus) or candidates, rng
         )
-    return {
-        "scenarios": select(
-            candidates, forced, config.scenarios, model_doc, topology, compound, focus, feedback
-        ),
-        "simulation": summary,
-    }
+    selected = select(
+        candidates, forced, config.scenarios, model_doc, topology, compound, focus, feedback
+    )
+    summary["selection"] = selection_summary(candidates, selected, config.scenarios, model_doc)
+    return {"scenarios": selected, "simulation": summary}

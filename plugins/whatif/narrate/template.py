@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from whatif.formatting import percent
 from whatif.schemas import Narrative
 
 STATUS_UPDATES = {"first_within_minutes": 15, "then_every_minutes": 30}  # communications policy
@@ -83,12 +84,25 @@ MODE_LONG_TERM = {
 }
 
 
-def _percent(p: float) -> str:
-    return f"{p * 100:.1f}%" if p < 0.1 else f"{p * 100:.0f}%"
-
-
 def _minutes(value: float) -> str:
-    return f"{value:.0f} minutes" if value < 120 else f"{value / 60:.1f} hours"
+    if value >= 120:
+        return f"{value / 60:.1f} hours"
+    return _count(round(value), "minute")
+
+
+def _count(n: float, noun: str) -> str:
+    """'1 service', '3 services': the number as the sentence beside it says it."""
+    return f"{n:.0f} {noun}" + ("" if round(n) == 1 else "s")
+
+
+NO_OWNER = "no owner in the topology"
+
+
+def _severity_clause(severity: str) -> str:
+    """How bad it most likely is, or that the history cannot say."""
+    if severity == "unknown":
+        return "its severity is unknown: the history records none"
+    return f"it is most likely a {severity}"
 
 
 def _list(names: list[str]) -> str:
@@ -146,27 +160,29 @@ class TemplateNarrator:
         they = "they do" if facts.get("co_trigger") else "it does"
         return (
             f"Within the next {inputs['horizon_days']:g} days{during} there is a "
-            f"{_percent(facts['probability'])} chance that {what}. "
+            f"{percent(facts['probability'])} chance that {what}. "
             + (
                 f"When {they}, the failure spreads through the dependency graph: "
-                f"{_list([f'{s} ({_percent(spread[s])})' for s in others[:5]])} are hit in "
+                f"{_list([f'{s} ({percent(spread[s])})' for s in others[:5]])} are hit in "
                 "that share of simulated outcomes. "
                 if others
                 else "The failure is likely to stay contained to this service. "
             )
             + f"The outage lasts about {_minutes(duration['p50'])} "
-            f"(1 in 10 last longer than {_minutes(duration['p90'])}) and is most likely "
-            f"a {facts['severity']}."
+            f"(1 in 10 last longer than {_minutes(duration['p90'])}); "
+            f"{_severity_clause(facts['severity'])}."
         )
 
     @staticmethod
     def _impact(facts: dict[str, Any]) -> str:
         blast = facts["impact"]["blast_radius"]
+        severity = facts["severity"]
+        teams = facts["impact"]["teams_paged"]
         return (
-            f"{facts['severity']}; {blast['p50']:.0f} services affected "
-            f"(p90 {blast['p90']:.0f}); user-facing services affected: "
-            f"{_list(facts['user_facing_affected'])}; "
-            f"teams paged: {_list(facts['impact']['teams_paged'])}."
+            f"{'severity unknown' if severity == 'unknown' else severity}; "
+            f"{_count(blast['p50'], 'service')} affected (p90 {blast['p90']:.0f}); "
+            f"user-facing services affected: {_list(facts['user_facing_affected'])}; "
+            f"teams paged: {_list(teams) if teams else f'none named ({NO_OWNER})'}."
         )
 
     @staticmethod
@@ -177,8 +193,25 @@ class TemplateNarrator:
         times = inputs.get("response_minutes", {}).get(service, {})
         detect = max(1, round(times.get("detect") or DEFAULT_DETECT_MINUTES))
         acknowledge = detect + max(1, round(times.get("acknowledge") or DEFAULT_DETECT_MINUTES))
-        restore = max(acknowledge + 1, round(facts["expected_duration_minutes"]["p50"]))
-        owner = inputs["owners"].get(service) or f"the {service} owners"
+        typical = facts["expected_duration_minutes"]["p50"]
+        restore = max(1, round(typical))
+        owner = inputs["owners"].get(service)
+        on_call = f"{owner} on-call" if owner else f"the on-call of {service} ({NO_OWNER})"
+        if restore <= detect:  # the typical outage ends before monitoring notices it
+            return [
+                {
+                    "minute": 0,
+                    "event": f"{_list(roots)} {MODE_PHRASES[facts['trigger']['failure_mode']]}.",
+                    "observed": "Nothing yet: no alert has fired.",
+                },
+                {
+                    "minute": restore,
+                    "event": f"{service} recovers by itself after about {_minutes(typical)} "
+                    f"(the typical outage), before monitoring detects it (about "
+                    f"{_count(detect, 'minute')}).",
+                    "observed": "A blip in the error-rate graphs; nobody is paged.",
+                },
+            ]
         injects = [
             {
                 "minute": 0,
@@ -188,11 +221,11 @@ class TemplateNarrator:
             {
                 "minute": detect,
                 "event": f"Monitoring detects the failure of {service}.",
-                "observed": f"{owner} on-call is paged: "
+                "observed": f"{on_call} is paged: "
                 f"{MODE_SIGNALS[facts['trigger']['failure_mode']]}.",
             },
         ]
-        if others:
+        if others and acknowledge < restore:
             users = facts["user_facing_affected"]
             injects.append(
                 {
@@ -227,8 +260,9 @@ class TemplateNarrator:
     @staticmethod
     def _what(trigger: dict[str, str], inputs: dict[str, Any]) -> str:
         service = trigger["service"]
-        owner = inputs["owners"].get(service) or "its owners"
-        return f"{service} (owned by {owner}) {MODE_PHRASES[trigger['failure_mode']]}"
+        owner = inputs["owners"].get(service)
+        whose = f"owned by {owner}" if owner else NO_OWNER
+        return f"{service} ({whose}) {MODE_PHRASES[trigger['failure_mode']]}"
 
     @staticmethod
     def _mitigations(
@@ -256,7 +290,7 @@ class TemplateNarrator:
     @staticmethod
     def _checklist(service: str, others: list[str], inputs: dict[str, Any]) -> list[dict]:
         owners = inputs["owners"]
-        root_team = owners.get(service) or f"{service} owners"
+        root_team = owners.get(service) or f"{service} ({NO_OWNER})"
         items = [
             {
                 "role": "Incident commander",
