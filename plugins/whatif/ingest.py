@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from whatif import mappings, sources
+from whatif import classify, mappings, sources
 from whatif.errors import UserError
 from whatif.schemas import (
-    FAILURE_MODES,
     INCIDENT_ALIASES,
     INCIDENT_OPTIONAL,
     INCIDENT_REQUIRED,
@@ -73,33 +72,6 @@ SEVERITY_WORDS: dict[str, str] = {
     },
     **{w: "SEV4" for w in ("sev4", "p4", "p5", "low", "none", "info", "informational", "cosmetic")},
 }
-
-# First match wins: the keywords a failure-mode description is recognised by.
-FAILURE_MODE_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("dependency", ("dependency", "third party", "third-party", "upstream", "vendor", "provider")),
-    ("database", ("database", "db", "sql", "replication", "deadlock")),
-    (
-        "capacity",
-        (
-            "capacity",
-            "load",
-            "saturation",
-            "resource",
-            "memory",
-            "cpu",
-            "disk full",
-            "overload",
-            "traffic",
-            "exhaust",
-        ),
-    ),
-    ("deployment", ("deploy", "release", "rollout", "rollback")),
-    ("config", ("config", "configuration", "feature flag", "misconfig")),
-    ("network", ("network", "dns", "latency", "connectivity", "packet", "bgp", "timeout")),
-    ("hardware", ("hardware", "disk", "host", "node failure", "power")),
-    ("security", ("security", "ddos", "attack", "certificate", "cert", "auth")),
-    ("data", ("data", "corruption", "schema", "migration")),
-)
 
 
 @dataclasses.dataclass
@@ -209,10 +181,19 @@ def _type_incidents(
     frame: pd.DataFrame, zone: str, timestamp_format: str | None = None
 ) -> pd.DataFrame:
     """Parse timestamps (unparseable -> NaT, for validation to report) and map vocabularies;
-    naive timestamps are in `zone` (UTC unless a mapping says otherwise)."""
+    naive timestamps are in `zone` (UTC unless a mapping says otherwise). A row without a
+    category takes its failure mode from its title and description, and one without a
+    severity may take it from its title's impact words (whatif.classify); `failure_mode_source`
+    and `severity_source` say which ("column", "text" or "none")."""
     frame["severity_raw"] = frame["severity"]
-    frame["severity"] = _map_distinct(frame["severity"], normalise_severity)
-    frame["category"] = _map_distinct(frame["category"], normalise_failure_mode)
+    frame["severity"], frame["severity_source"] = classify.severities(
+        _map_distinct(frame["severity"], normalise_severity),
+        frame["severity_raw"] != "",
+        frame["title"],
+    )
+    frame["category"], frame["failure_mode_source"] = classify.failure_modes(
+        frame["category"], frame["title"], frame["description"]
+    )
     resolved_given = frame["resolved_at"] != ""
     for column in TIMESTAMP_COLUMNS:
         frame[column] = parse_timestamps(frame[column], zone, timestamp_format)
@@ -403,16 +384,9 @@ def normalise_severity(value: str) -> str | None:
 
 
 def normalise_failure_mode(value: str) -> str:
-    """Map a free-text category onto the failure-mode vocabulary; 'other' when unrecognised."""
-    key = _clean_text(value).lower()
-    if key in FAILURE_MODES:
-        return key
-    words = set(re.findall(r"[a-z]+", key))
-    for mode, keywords in FAILURE_MODE_KEYWORDS:
-        for keyword in keywords:
-            if (" " in keyword and keyword in key) or keyword in words:
-                return mode
-    return "other"
+    """Map a free-text category onto the failure-mode vocabulary; 'other' when unrecognised
+    (the words of each mode: resources/classify/failure_modes.yaml)."""
+    return str(classify.category_modes(pd.Series([value])).iloc[0])
 
 
 def load_topology(location: str | Path, conn_id: str | None = None) -> Table:

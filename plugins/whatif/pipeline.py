@@ -160,8 +160,10 @@ def _validation_summary(document: dict[str, Any]) -> dict[str, Any]:
 def _write_clean(incidents: Any, topology: Topology, stage: Path) -> None:
     """The validated tables, typed (Parquet keeps UTC timestamps and missing values as they
     are), for the later stages to read without normalising again; each incident row keeps
-    where its duration comes from (open rows are censored durations for the fit)."""
-    incidents[[*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL, "duration_source"]].to_parquet(
+    where its duration comes from (open rows are censored durations for the fit), and its
+    failure mode and severity (whatif.classify)."""
+    sources = ("duration_source", "failure_mode_source", "severity_source")
+    incidents[[*INCIDENT_REQUIRED, *INCIDENT_OPTIONAL, *sources]].to_parquet(
         stage / runfolder.CLEAN_INCIDENTS_FILE, index=False
     )
     topology.to_frame().to_csv(stage / runfolder.CLEAN_TOPOLOGY_FILE, index=False)
