@@ -10,6 +10,7 @@ Nothing is dropped silently: every input row is either used or in `quarantine.cs
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -301,12 +302,8 @@ def validate_topology(
                 column = outcome["reason"].removesuffix("_out_of_range")
                 frame.loc[frame[ROW].isin(outcome["rows"]), column] = float("nan")
             warnings.append(_warning_line(table.path, outcome))
+    _check_names(table, frame)
     topology = Topology.from_frame(frame)
-    if topology.implicit:
-        warnings.append(
-            f"{table.path}: depends_on names services with no row of their own, added with no "
-            f"attributes: {', '.join(topology.implicit)}"
-        )
     for cycle in topology.cycles():
         warnings.append(
             f"{table.path}: dependency cycle {' <-> '.join(cycle)}: failures may flow both "
@@ -314,6 +311,58 @@ def validate_topology(
         )
     report = _input_report(table, len(frame), len(frame), {}, outcomes)
     return topology, report, warnings, gx_result
+
+
+def _check_names(table: Table, frame: pd.DataFrame) -> None:
+    """Every service has one name and every dependency is a service of the topology. A typo'd
+    dependency, or two names joined by a comma, would otherwise become a service nobody runs
+    and lose the real edge; names that differ only in case would become two services. An
+    external service (a SaaS, a payment provider) is declared with a row of its own."""
+    services = [(name, row) for name, row in zip(frame["service"], frame[ROW], strict=True)]
+    first_by_fold: dict[str, tuple[str, int]] = {}
+    for name, row in services:
+        seen = first_by_fold.setdefault(name.casefold(), (name, row))
+        if seen[0] != name:
+            raise UserError(
+                f"services {shown(seen[0])!r} (row {seen[1]}) and {shown(name)!r} differ only "
+                "in case and would be two services",
+                file=table.path,
+                row=row,
+                column="service",
+                hint="give the service one name in every row",
+            )
+    names = [name for name, _ in services]
+    declared = set(names)
+    for deps, row in zip(frame["depends_on"], frame[ROW], strict=True):
+        for dependency in deps:
+            if dependency in declared:
+                continue
+            parts = [part.strip() for part in dependency.split(",")]
+            if len(parts) > 1 and all(part in declared for part in parts):
+                raise UserError(
+                    f"depends_on {shown(dependency)!r} joins services with ','",
+                    file=table.path,
+                    row=row,
+                    column="depends_on",
+                    hint=f"separate dependencies with ';': {';'.join(parts)}",
+                )
+            raise UserError(
+                f"depends_on names {shown(dependency)!r}, which is no service of the topology",
+                file=table.path,
+                row=row,
+                column="depends_on",
+                hint=_did_you_mean(dependency, names),
+            )
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    """The closest service name, or how to declare an external one."""
+    folded = {n.casefold(): n for n in names}
+    close = [folded[name.casefold()]] if name.casefold() in folded else []
+    close = close or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {shown(close[0])!r}?"
+    return "fix the name, or give an external service a row of its own"
 
 
 def _raise_on_hard_failure(

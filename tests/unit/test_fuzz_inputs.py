@@ -665,6 +665,10 @@ WELL_FORMED_ERRORS = (
     "no usable incident rows",
     "every topology row needs a service name",
     "each service may have one row only",
+    # A dependency must be a service of the topology (docs/data-contract.md).
+    "which is no service of the topology",
+    "joins services with ','",
+    "differ only in case and would be two services",
 )
 
 

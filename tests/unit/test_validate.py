@@ -116,12 +116,58 @@ def test_notebook_cycle_is_warned_once_and_does_not_stop_the_run():
     assert result.report["inputs"]["incidents"]["rows_used"] == 40
 
 
-def test_depends_on_naming_an_undeclared_service_adds_it_with_a_warning(tmp_path):
-    topology = TOPOLOGY_CSV.replace("web,api,", "web,api;search,")
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            "web,api;serach,",
+            "row 2, column depends_on: depends_on names 'serach', which is no service of the "
+            "topology (fix the name, or give an external service a row of its own)",
+        ),
+        (
+            "web,APi,",
+            "row 2, column depends_on: depends_on names 'APi', which is no service of the "
+            "topology (did you mean 'api'?)",
+        ),
+        (
+            "web,dbb,",
+            "row 2, column depends_on: depends_on names 'dbb', which is no service of the "
+            "topology (did you mean 'db'?)",
+        ),
+        (
+            'web,"api,cache",',
+            "row 2, column depends_on: depends_on 'api,cache' joins services with ',' "
+            "(separate dependencies with ';': api;cache)",
+        ),
+    ],
+)
+def test_a_dependency_that_is_no_service_is_a_user_error_with_a_did_you_mean(
+    tmp_path, row, message
+):
+    topology = TOPOLOGY_CSV.replace("web,api,", row)
+    with pytest.raises(UserError) as error:
+        _validate(tmp_path, INCIDENTS_CSV, topology)
+    assert str(error.value) == f"{tmp_path / 'topology.csv'}, {message}"
+
+
+def test_an_external_dependency_is_declared_with_a_row_of_its_own(tmp_path):
+    topology = TOPOLOGY_CSV.replace("web,api,", "web,api;payments-saas,") + (
+        "payments-saas,,external,,false,,,,\n"
+    )
     result = _validate(tmp_path, INCIDENTS_CSV, topology)
-    assert "search" in result.topology.services
-    assert result.topology.dependents_of("search") == ["web"]
-    assert any("no row of their own" in w for w in result.report["warnings"])
+    assert result.topology.dependents_of("payments-saas") == ["web"]
+    assert not result.topology.implicit
+
+
+def test_service_names_that_differ_only_in_case_are_one_line_naming_both_rows(tmp_path):
+    topology = TOPOLOGY_CSV + "Cache,,data,data-team,false,,,,\n"
+    with pytest.raises(UserError) as error:
+        _validate(tmp_path, INCIDENTS_CSV, topology)
+    assert str(error.value) == (
+        f"{tmp_path / 'topology.csv'}, row 6, column service: services 'cache' (row 5) and "
+        "'Cache' differ only in case and would be two services (give the service one name in "
+        "every row)"
+    )
 
 
 def test_unclear_user_facing_values_are_inferred_with_a_warning(tmp_path):
