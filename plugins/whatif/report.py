@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,21 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     return environment
 
 
+def anchors(ids: list[str]) -> dict[str, str]:
+    """A link target per scenario id that survives Markdown and HTML: lowercase letters,
+    digits and hyphens ("Pull Requests--other" -> "pull-requests-other"), made unique in
+    order ("-2", "-3") when two ids fold to the same."""
+    taken: dict[str, str] = {}
+    for scenario_id in ids:
+        base = re.sub(r"[^a-z0-9]+", "-", scenario_id.lower()).strip("-") or "scenario"
+        anchor, n = base, 1
+        while anchor in taken.values():
+            n += 1
+            anchor = f"{base}-{n}"
+        taken[scenario_id] = anchor
+    return taken
+
+
 def render_reports(
     out_dir: Path,
     scenarios_doc: ScenariosDoc,
@@ -191,6 +207,7 @@ def render_reports(
         "doc": doc,
         "scenarios": scenarios,
         "cascades": {s["id"]: Markup(mermaid_cascade(s, edges)) for s in scenarios},
+        "anchors": anchors([s["id"] for s in scenarios]),
         "model": model_doc.model_dump(),
         "riskiest_services": sorted(
             model_doc.model_dump()["services"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -303,6 +304,13 @@ def validate_topology(
                 frame.loc[frame[ROW].isin(outcome["rows"]), column] = float("nan")
             warnings.append(_warning_line(table.path, outcome))
     _check_names(table, frame)
+    prose = [name for name in frame["service"] if reads_like_prose(name)]
+    if prose:
+        warnings.append(
+            f"{table.path}: service names that read like a sentence or a link, not a service "
+            f"(a catch-all of the export?): {', '.join(repr(shown(n)) for n in prose[:5])}"
+            + (f" and {len(prose) - 5} more" if len(prose) > 5 else "")
+        )
     topology = Topology.from_frame(frame)
     for cycle in topology.cycles():
         warnings.append(
@@ -353,6 +361,20 @@ def _check_names(table: Table, frame: pd.DataFrame) -> None:
                 column="depends_on",
                 hint=_did_you_mean(dependency, names),
             )
+
+
+PROSE_LINK = re.compile(r"https?://|www\.|\b[\w-]+\.(com|org|net|io|dev|cloud)\b", re.I)
+
+
+def reads_like_prose(name: str) -> bool:
+    """A link, six words or more, or a sentence's end: GitHub's status export names a
+    component "Visit www.githubstatus.com for more information"."""
+    words = name.split()
+    return (
+        bool(PROSE_LINK.search(name))
+        or len(words) >= 6
+        or (len(words) >= 3 and name.rstrip().endswith((".", "!", "?")))
+    )
 
 
 def _did_you_mean(name: str, names: list[str]) -> str:

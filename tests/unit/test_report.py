@@ -237,3 +237,11 @@ def test_the_html_report_renders_in_headless_chromium(sample_report, tmp_path, w
     blue = np.array([0x00, 0x72, 0xB2]) / 255  # SEV3
     near = [(np.abs(pixels - c).max(axis=2) < 0.08).sum() for c in (vermillion, blue)]
     assert max(near) > 20, near  # the inline SVG was painted
+
+
+def test_anchors_are_slugs_unique_in_order():
+    assert report.anchors(["Pull Requests--other", "pull-requests--other", "db--database"]) == {
+        "Pull Requests--other": "pull-requests-other",
+        "pull-requests--other": "pull-requests-other-2",
+        "db--database": "db-database",
+    }

@@ -473,3 +473,14 @@ def test_the_rate_before_a_quiet_tail_counts_incidents_not_their_rows_per_servic
         for text in (one_row, two_rows)
     ]
     assert rates[0]["rate_per_day_before"] == rates[1]["rate_per_day_before"]
+
+
+def test_service_names_that_read_like_a_sentence_or_a_link_are_warned(tmp_path):
+    topology = TOPOLOGY_CSV + (
+        "Visit www.githubstatus.com for more information,,,,,,,,\nGit Operations,,,,,,,,\n"
+    )
+    result = _validate(tmp_path, INCIDENTS_CSV, topology)
+    warned = [w for w in result.report["warnings"] if "read like a sentence" in w]
+    assert len(warned) == 1
+    assert "'Visit www.githubstatus.com for more information'" in warned[0]
+    assert "Git Operations" not in warned[0]
