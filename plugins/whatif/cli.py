@@ -242,8 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = run_config(args)
     _check_narrator(config)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     confluence = confluence_target(args)  # checked before the long steps
     previous = args.publish_to  # where the previous run's readiness.json is, for the trend
     with terminal_progress("simulating cascades") as progress:
@@ -254,6 +253,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     publish_run(out, args.publish_to, confluence, args)
     return 0
+
+
+def output_folder(path: str) -> Path:
+    """--out as a folder that exists and takes files, made if need be; else a UserError
+    before any stage runs."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {path}: a file, not a folder", hint="name a folder for the run")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".whatif-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"--out {path}: cannot write there ({error.strerror or error})",
+            hint="name a folder you can write to",
+        ) from None
+    return folder
+
+
+def output_file(path: str) -> Path:
+    """--out as a file whose folder exists: a UserError before any stage runs otherwise."""
+    file = Path(path)
+    if file.is_dir():
+        raise UserError(f"--out {path}: a folder, not a file", hint="name the file to write")
+    if any(parent.is_file() for parent in file.parents):
+        raise UserError(
+            f"--out {path}: cannot write there (a file stands where a folder should)",
+            hint="name a file in a folder you can write to",
+        )
+    output_folder(str(file.parent))
+    return file
 
 
 def confluence_target(args: argparse.Namespace) -> Any:
@@ -318,9 +350,10 @@ def validated_inputs(args: argparse.Namespace) -> Iterator[tuple[Path, dict]]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    out = output_file(args.out) if args.out else None
     with validated_inputs(args) as (work, summary):
-        if args.out:
-            Path(args.out).write_bytes((work / runfolder.VALIDATION_FILE).read_bytes())
+        if out:
+            out.write_bytes((work / runfolder.VALIDATION_FILE).read_bytes())
     for name, counts in summary.items():
         print(
             f"{name}: {counts['rows_read']} rows read, {counts['rows_used']} used"
@@ -343,9 +376,10 @@ def _rates_only(counts: dict[str, Any]) -> str:
 def cmd_fit(args: argparse.Namespace) -> int:
     from whatif import pipeline
 
+    out = output_file(args.out)
     with validated_inputs(args) as (work, _):
         model = run_config(args).model
-        Path(args.out).write_bytes(pipeline.fit(work, model).read_bytes())
+        out.write_bytes(pipeline.fit(work, model).read_bytes())
     print(f"wrote {args.out}")
     return 0
 
@@ -355,11 +389,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     config = run_config(args)
     _check_narrator(config)
+    out = output_file(args.out)
     model_doc = pipeline.load_model(Path(args.model))
     as_of = datetime.fromisoformat(model_doc.window.end)
     topology = pipeline.load_topology_only(args.topology)
     document = pipeline.simulate_document(model_doc, topology, config, as_of, args.model)
-    pipeline.report.write_json(Path(args.out), document.model_dump())
+    pipeline.report.write_json(out, document.model_dump())
     print(f"wrote {args.out} ({len(document.scenarios)} scenarios)")
     return 0
 

@@ -169,6 +169,20 @@ def _write_clean(incidents: Any, topology: Topology, stage: Path) -> None:
     topology.to_frame().to_csv(stage / runfolder.CLEAN_TOPOLOGY_FILE, index=False)
 
 
+def check_named_services(workdir: Path, config: RunConfig) -> None:
+    """The services the user named (--what-if, --focus-service; the DAG's what_if and
+    focus_services) exist in the validated topology: checked right after validation, so that a
+    typo stops the run before the fit and the simulation, with a did-you-mean."""
+    if not (config.what_if or config.focus_services):
+        return
+    topology = Topology.from_frame(
+        ingest.load_topology(runfolder.stage_path(workdir, runfolder.CLEAN_TOPOLOGY_FILE)).frame
+    )
+    simulate.resolve_what_ifs(config.what_if, topology)
+    for service in config.focus_services:
+        simulate.resolve_service(service, topology, "--focus-service")
+
+
 def load_clean(workdir: Path) -> tuple[Any, Topology]:
     stage = runfolder.stage_folder(workdir)
     incidents = pd.read_parquet(stage / runfolder.CLEAN_INCIDENTS_FILE)
@@ -448,7 +462,7 @@ def run_all(
         fetch_previous_readiness(out_dir, publish_targets)
     steps = [
         ("extract", lambda: _extract_run(inputs, out_dir, config, as_of, run_id)),
-        ("validate", lambda: run_validation(out_dir, as_of, config.history_days)),
+        ("validate", lambda: _validate_run(out_dir, config)),
         ("fit", lambda: fit(out_dir, config.model)),
         ("simulate", lambda: run_simulation(out_dir, config, progress)),
         ("narrate", lambda: run_narration(out_dir, config)),
@@ -462,6 +476,12 @@ def run_all(
         seconds = (datetime.now(UTC) - started).total_seconds()
         log.info("[%d/%d] %s done in %.1f s", number, len(steps), name, seconds)
     return results
+
+
+def _validate_run(out_dir: Path, config: RunConfig) -> dict[str, Any]:
+    summary = run_validation(out_dir, config.effective_as_of, config.history_days)
+    check_named_services(out_dir, config)
+    return summary
 
 
 def _extract_run(

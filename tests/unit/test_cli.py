@@ -627,3 +627,34 @@ def test_two_runs_published_at_once_by_two_processes_leave_latest_at_one_run(
             assert digests == manifest["files"]
             assert set(latest) == set(pipeline.artifacts(folder))
             assert all((folder / name).read_bytes() == data for name, data in latest.items())
+
+
+def test_a_misspelt_service_stops_the_run_before_the_fit(run_cli, small_inputs, tmp_path):
+    incidents, topology = small_inputs
+    out = tmp_path / "out"
+    for flag, value in (("--what-if", "dbb:database"), ("--focus-service", "wbe")):
+        code, _, err = run_cli(
+            "run", "--incidents", incidents, "--topology", topology, "--out", out,
+            "--as-of", "2026-06-01", flag, value,
+        )  # fmt: skip
+        assert code == 2
+        assert f"{flag} '{value.split(':')[0]}': no such service (did you mean" in err
+        assert (out / "validation.json").exists()  # validated, then stopped
+        assert not (out / "model.json").exists()  # before the fit
+        assert not (out / "_stage" / "timings" / "fit.json").exists()
+
+
+def test_an_unusable_out_path_is_one_line_before_any_stage(run_cli, small_inputs, tmp_path):
+    incidents, topology = small_inputs
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("x")
+    inputs = ("--incidents", incidents, "--topology", topology, "--as-of", "2026-06-01")
+    code, _, err = run_cli("run", *inputs, "--out", a_file)
+    assert code == 2 and f"--out {a_file}: a file, not a folder (name a folder" in err
+    code, _, err = run_cli("run", *inputs, "--out", a_file / "under")
+    assert code == 2 and f"--out {a_file / 'under'}: cannot write there" in err
+    code, _, err = run_cli("fit", *inputs, "--out", a_file / "model.json")
+    assert code == 2 and "cannot write there" in err
+    code, _, err = run_cli("validate", *inputs, "--out", tmp_path)
+    assert code == 2 and f"--out {tmp_path}: a folder, not a file" in err
+    assert len(err.strip().splitlines()) == 1
