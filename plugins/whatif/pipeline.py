@@ -132,7 +132,11 @@ def _load_sources(workdir: Path) -> tuple[ingest.Table, ingest.Table, dict[str, 
 def run_validation(workdir: Path, as_of: datetime, history_days: int) -> dict[str, Any]:
     """Validate the staged inputs; write validation.json, quarantine.csv and the clean tables."""
     incidents, topology, described = _load_sources(workdir)
-    result = validate.validate(incidents, topology, as_of, history_days, described["aliases"])
+    try:
+        result = validate.validate(incidents, topology, as_of, history_days, described["aliases"])
+    except UserError as error:
+        _write_stopped(Path(workdir), error, as_of)
+        raise
     covers_from = described["incidents"].get("covers_from")
     if covers_from:  # a SQL source returns only the window: its history starts no later
         inputs_report = result.report["inputs"]["incidents"]
@@ -145,6 +149,26 @@ def run_validation(workdir: Path, as_of: datetime, history_days: int) -> dict[st
     )
     _write_clean(result.incidents, result.topology, runfolder.stage_folder(workdir))
     return _validation_summary(result.report)
+
+
+def _write_stopped(workdir: Path, error: UserError, as_of: datetime) -> None:
+    """A run stopped by its inputs still writes validation.json (the error, and what was
+    checked) and quarantine.csv (the rows set aside so far), so that every problem shows."""
+    partial = getattr(error, "partial", {})
+    document = {
+        "schema_version": validate.SCHEMA_VERSION,
+        "as_of": as_of.isoformat(),
+        "status": "stopped",
+        "error": str(error),
+        "inputs": partial.get("inputs", {}),
+        "warnings": partial.get("warnings", []),
+    }
+    report.write_json(workdir / runfolder.VALIDATION_FILE, document)
+    quarantine = partial.get("quarantine")
+    if quarantine is not None:
+        quarantine.to_csv(
+            workdir / runfolder.QUARANTINE_FILE, index=False, lineterminator=QUARANTINE_EOL
+        )
 
 
 SUMMARY_KEYS = ("rows_read", "rows_used", "rows_quarantined", "rows_rates_only", "durations")

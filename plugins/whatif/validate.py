@@ -754,11 +754,18 @@ def validate(
             ", ".join(f"{k}: {v}" for k, v in incident_report["quarantined_by_reason"].items())
             or "none"
         )
-        raise UserError(
+        error = UserError(
             f"no usable incident rows (quarantined by reason: {reasons})",
             file=incidents.path,
             hint=_empty_window_hint(incident_report, as_of, history_days),
         )
+        # What the run found before it stopped, for validation.json and quarantine.csv.
+        error.partial = {  # type: ignore[attr-defined]
+            "inputs": {"incidents": incident_report, "topology": topology_report},
+            "warnings": warnings,
+            "quarantine": quarantine,
+        }
+        raise error
     for line in warnings:
         log.warning("%s", line)
     report = {

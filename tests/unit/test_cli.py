@@ -658,3 +658,20 @@ def test_an_unusable_out_path_is_one_line_before_any_stage(run_cli, small_inputs
     code, _, err = run_cli("validate", *inputs, "--out", tmp_path)
     assert code == 2 and f"--out {tmp_path}: a folder, not a file" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_run_stopped_by_its_inputs_still_writes_validation_and_quarantine(
+    run_cli, small_inputs, tmp_path
+):
+    incidents, topology = small_inputs
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        "run", "--incidents", incidents, "--topology", topology, "--out", out,
+        "--as-of", "2030-06-01",
+    )  # fmt: skip
+    assert code == 2 and "no usable incident rows" in err
+    stopped = json.loads((out / "validation.json").read_text())
+    assert stopped["status"] == "stopped" and "no usable incident rows" in stopped["error"]
+    assert stopped["inputs"]["incidents"]["rows_quarantined"] == 7
+    quarantined = (out / "quarantine.csv").read_text().splitlines()
+    assert len(quarantined) == 1 + 7 and all("outside_window" in row for row in quarantined[1:])
