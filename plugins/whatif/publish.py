@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from whatif import runfolder
-from whatif.sources import relative_name, storage_path
+from whatif.sources import relative_name, storage_error, storage_path
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,15 @@ def publish(
         indent=2,
         sort_keys=True,
     ).encode()
-    for folder in (run_folder, latest):  # the run folder complete before latest is touched
-        _write_folder(folder, contents, manifest)
-    passes = _settle(root, latest)
+    try:
+        for folder in (run_folder, latest):  # the run folder complete before latest
+            _write_folder(folder, contents, manifest)
+        passes = _settle(root, latest)
+    except Exception as error:
+        mapped = storage_error(error, target, conn_id)
+        if mapped is None:
+            raise
+        raise mapped from None
     log.info("published %d files to %s and %s (%d passes)", len(files), run_folder, latest, passes)
     return {"run": str(run_folder), "latest": str(latest)}
 

@@ -59,6 +59,47 @@ def relative_name(path: Any, root: Any) -> str:
     return str(path)[len(str(root).rstrip("/")) :].lstrip("/")
 
 
+# Object-storage failures that are the user's to fix (botocore, aiohttp and s3fs raise them;
+# matched by name so that reading a local file never imports them): what to say and check.
+STORAGE_ERRORS = {
+    "NoCredentialsError": ("no credentials for object storage", "credentials"),
+    "PartialCredentialsError": ("incomplete credentials for object storage", "credentials"),
+    "NoAuthTokenError": ("no credentials for object storage", "credentials"),
+    "EndpointConnectionError": ("cannot reach the object-storage endpoint", "endpoint"),
+    "ConnectTimeoutError": ("the object-storage endpoint does not answer", "endpoint"),
+    "ClientConnectorError": ("cannot reach the object-storage endpoint", "endpoint"),
+    "ConnectionRefusedError": ("cannot reach the object-storage endpoint", "endpoint"),
+    "InvalidAccessKeyId": ("the object-storage credentials are not valid", "credentials"),
+    "SignatureDoesNotMatch": ("the object-storage credentials are not valid", "credentials"),
+    "NoSuchBucket": ("no such bucket", "url"),
+}
+STORAGE_HINTS = {
+    "credentials": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or "
+    "define the Airflow connection{conn}",
+    "endpoint": "check AWS_ENDPOINT_URL or --endpoint-url, and that the server is up",
+    "url": "check the bucket in the URL",
+}
+
+
+def storage_error(error: BaseException, location: str, conn_id: str | None) -> UserError | None:
+    """The UserError for an object-storage failure the user can fix (credentials, endpoint,
+    bucket, permission), or None for anything else (a bug, or a failure worth retrying)."""
+    seen: BaseException | None = error
+    whose = f" of {conn_id}" if conn_id else ""
+    while seen is not None:
+        code = (getattr(seen, "response", None) or {}).get("Error", {}).get("Code")
+        known = STORAGE_ERRORS.get(type(seen).__name__) or STORAGE_ERRORS.get(str(code))
+        if known:
+            message, kind = known
+            hint = STORAGE_HINTS[kind].format(conn=f" {conn_id}" if conn_id else "")
+            return UserError(message, file=location, hint=hint)
+        if isinstance(seen, PermissionError):
+            hint = f"check the permissions of the credentials{whose}"
+            return UserError(f"access denied: {seen}", file=location, hint=hint)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def read_bytes(location: str, conn_id: str | None = None) -> bytes:
     """The bytes at a local path or an ObjectStoragePath URL (`conn_id` for its credentials)."""
     if is_remote(location):
@@ -71,12 +112,11 @@ def read_bytes(location: str, conn_id: str | None = None) -> bytes:
                 file=location,
                 hint="check the URL and the connection",
             ) from None
-        except PermissionError as error:
-            raise UserError(
-                f"access denied: {error}",
-                file=location,
-                hint=f"check the credentials of connection {conn_id!r}",
-            ) from None
+        except Exception as error:
+            mapped = storage_error(error, location, conn_id)
+            if mapped is None:
+                raise
+            raise mapped from None
     path = Path(location.removeprefix("file://"))
     if not path.exists():
         raise UserError("file not found", file=location, hint="check the path")

@@ -344,3 +344,18 @@ def test_a_latest_that_keeps_changing_gives_up_after_a_bounded_wait(tmp_path, mo
     with pytest.raises(publish.PublishConflict, match="kept changing"):
         publish.publish(source, ["report.html"], str(tmp_path / "r"), date(2026, 11, 30), "r1")
     assert (tmp_path / "r" / "2026-11-30" / "r1" / MANIFEST).exists()  # the run folder is whole
+
+
+def test_publishing_to_an_unreachable_endpoint_is_the_users_to_fix(aws_env, tmp_path, monkeypatch):
+    import s3fs
+    from shared import free_port
+    from whatif.errors import UserError
+
+    (tmp_path / "report.md").write_text("# report\n")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
+    s3fs.S3FileSystem.clear_instance_cache()  # a client for the new endpoint, as a new run
+    try:
+        with pytest.raises(UserError, match=r"s3://data/reports: cannot reach the object-stor"):
+            publish.publish(tmp_path, ["report.md"], "s3://data/reports", date(2026, 11, 1), "r")
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from shared import SAMPLE_AS_OF, SAMPLE_INCIDENTS, SAMPLE_TOPOLOGY, write
+from shared import SAMPLE_AS_OF, SAMPLE_INCIDENTS, SAMPLE_TOPOLOGY, free_port, write
 from whatif import ingest, resources, runfolder, sources
 from whatif.errors import UserError
 
@@ -233,3 +233,43 @@ def test_source_flags_must_make_sense(run_cli):
 def test_unreadable_sql_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="SQL file not found"):
         sources.read_sql(tmp_path / "missing.sql", lambda sql, params: pd.DataFrame(), {}, "db")
+
+
+def test_object_storage_credentials_and_endpoints_are_the_users_to_fix(
+    s3_server, run_cli, monkeypatch
+):
+    """exit 2 with what to check, never "internal error": no credentials, an endpoint that
+    refuses connections (moto's S3 server, then a closed port)."""
+    fresh_s3_clients()
+
+    topology = str(SAMPLE_TOPOLOGY)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    code, _, err = run_cli("validate", "--incidents", "s3://data/exports/incidents.csv",
+                           "--topology", topology)  # fmt: skip
+    assert code == 2, err
+    assert err.strip() == (
+        "whatif: error: s3://data/exports/incidents.csv: no credentials for object storage "
+        "(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or define the "
+        "Airflow connection)"
+    )
+    fresh_s3_clients()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
+    code, _, err = run_cli("validate", "--incidents", "s3://data/exports/incidents.csv",
+                           "--topology", topology)  # fmt: skip
+    assert code == 2 and "cannot reach the object-storage endpoint (check AWS_ENDPOINT_URL" in err
+    fresh_s3_clients()
+
+
+def fresh_s3_clients() -> None:
+    """s3fs keeps one client per set of arguments in a process: after the environment's
+    credentials or endpoint change, the next read must make a new one, as a new run would."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
