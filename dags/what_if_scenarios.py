@@ -145,7 +145,7 @@ def what_if_scenarios() -> None:
         from whatif import pipeline
 
         with tasks.stage("report", location, params, run_id) as workdir:
-            tasks.previous_readiness(workdir, params)
+            tasks.previous_run(workdir, params)
             pipeline.run_report(workdir)
         return location
 

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also publish the run there (repeatable), as `whatif publish --to`",
     )
     run.add_argument(
+        "--previous",
+        metavar="DIR|URL",
+        help="the previous run (a run folder or a published latest/): the report opens with "
+        "what changed since (default: the latest/ of the first --publish-to)",
+    )
+    run.add_argument(
         "--run-id",
         metavar="ID",
         help="the run's id, kept in scenarios.json: its published folder is <date>/<id>/ "
@@ -244,9 +250,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_narrator(config)
     out = output_folder(args.out)
     confluence = confluence_target(args)  # checked before the long steps
-    previous = args.publish_to  # where the previous run's readiness.json is, for the trend
+    previous = args.publish_to  # the previous run is the first target's latest/
     with terminal_progress("simulating cascades") as progress:
-        pipeline.run_all(inputs_from_args(args), out, config, progress, previous, args.run_id)
+        pipeline.run_all(
+            inputs_from_args(args), out, config, progress, previous, args.run_id, args.previous
+        )
     print(
         f"wrote {out / runfolder.REPORT_HTML_FILE}, report.md, scenarios.json, model.json and "
         f"validation.json to {out}"

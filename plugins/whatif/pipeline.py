@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from whatif import (
+    changes,
     ingest,
     mappings,
     model,
@@ -338,19 +339,66 @@ def write_readiness(workdir: Path) -> dict[str, Any] | None:
     return document
 
 
-def fetch_previous_readiness(workdir: Path, targets: list[str], conn_id: str | None = None) -> bool:
-    """The latest readiness.json already published at the first object-storage target
-    (the previous run's, before this run publishes), for the scores' trend."""
+def fetch_previous(workdir: Path, targets: list[str], conn_id: str | None = None) -> bool:
+    """The run already published at the first object-storage target (its `latest/`, before
+    this run publishes): for what changed since, and the readiness scores' trend."""
     for target in targets:
-        if target == "confluence":
-            continue
-        previous = sources.storage_path(target, conn_id) / "latest" / runfolder.READINESS_FILE
-        if previous.exists():
-            previous_file = runfolder.stage_folder(workdir) / runfolder.PREVIOUS_READINESS_FILE
-            previous_file.write_bytes(previous.read_bytes())
-            return True
-        return False
+        if target != "confluence":
+            return fetch_previous_run(workdir, f"{target.rstrip('/')}/latest", conn_id)
     return False
+
+
+def fetch_previous_run(workdir: Path, location: str, conn_id: str | None = None) -> bool:
+    """A previous run's scenarios.json, model.json and readiness.json (a run folder or a
+    published `latest/`, local or object storage) into the stage folder. None there: a first
+    run, no change to report. Unreadable: a warning, and no change reported either."""
+    stage = runfolder.stage_folder(workdir)
+    folder = stage / runfolder.PREVIOUS_FOLDER
+    wanted = {
+        runfolder.SCENARIOS_FILE: folder / runfolder.SCENARIOS_FILE,
+        runfolder.MODEL_FILE: folder / runfolder.MODEL_FILE,
+        runfolder.READINESS_FILE: stage / runfolder.PREVIOUS_READINESS_FILE,
+    }
+    root = location.rstrip("/")
+    fetched = {}
+    for name in wanted:
+        try:
+            fetched[name] = sources.read_bytes(f"{root}/{name}", conn_id)
+        except UserError as error:
+            if "not found" not in str(error):
+                log.warning("previous run at %s not read: %s", location, error)
+                return False
+    if runfolder.SCENARIOS_FILE not in fetched:
+        return False
+    try:
+        ScenariosDoc.model_validate_json(fetched[runfolder.SCENARIOS_FILE])
+    except ValueError:
+        log.warning("previous run at %s not read: its scenarios.json is not valid", location)
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in fetched.items():
+        wanted[name].write_bytes(data)
+    return True
+
+
+def write_changes(workdir: Path) -> dict[str, Any] | None:
+    """What changed since the previous run, into scenarios.json (`changes`); None without a
+    previous run."""
+    folder = runfolder.stage_folder(workdir) / runfolder.PREVIOUS_FOLDER
+    if not (folder / runfolder.SCENARIOS_FILE).exists():
+        return None
+    previous_model = folder / runfolder.MODEL_FILE
+    readiness_file = Path(workdir) / runfolder.READINESS_FILE
+    document = json.loads((Path(workdir) / runfolder.SCENARIOS_FILE).read_text())
+    document["changes"] = changes.compare(
+        json.loads((folder / runfolder.SCENARIOS_FILE).read_text()),
+        json.loads(previous_model.read_text()) if previous_model.exists() else None,
+        document,
+        json.loads((Path(workdir) / runfolder.MODEL_FILE).read_text()),
+        json.loads(readiness_file.read_text()) if readiness_file.exists() else None,
+    )
+    report.write_json(Path(workdir) / runfolder.SCENARIOS_FILE, document)
+    return document["changes"]
 
 
 def load_topology_only(path: str) -> Topology:
@@ -390,6 +438,10 @@ def run_report(workdir: Path) -> list[Path]:
     inputs = runfolder.stage_folder(workdir) / runfolder.NARRATION_INPUTS_FILE
     owners = json.loads(inputs.read_text())["owners"] if inputs.exists() else {}
     readiness_doc = write_readiness(workdir)
+    if write_changes(workdir) is not None:
+        scenarios_doc = ScenariosDoc.model_validate_json(
+            (workdir / runfolder.SCENARIOS_FILE).read_text()
+        )
     return report.render_reports(
         workdir, scenarios_doc, model_doc, validation, owners, observe.run_summary(workdir),
         readiness_doc,
@@ -475,15 +527,19 @@ def run_all(
     progress: simulate.Progress | None = None,
     publish_targets: list[str] | None = None,
     run_id: str | None = None,
+    previous: str | None = None,
 ) -> dict[str, Any]:
     """Every stage in order into out_dir (what `whatif run` does, without publishing);
-    `progress` follows the simulation, the long step on large topologies; the previous
-    readiness.json is looked for at the first of `publish_targets`. The run's id is `run_id`,
+    `progress` follows the simulation, the long step on large topologies; the previous run
+    (what changed since, the readiness trend) is `previous`, else the `latest/` of the first
+    of `publish_targets`. The run's id is `run_id`,
     else `cli__<as-of>__<digest of the inputs and settings>` (runs.cli_run_id)."""
     out_dir = Path(out_dir)
     as_of = config.effective_as_of
-    if config.exercises and publish_targets:
-        fetch_previous_readiness(out_dir, publish_targets)
+    if previous:
+        fetch_previous_run(out_dir, previous)
+    elif publish_targets:
+        fetch_previous(out_dir, publish_targets)
     steps = [
         ("extract", lambda: _extract_run(inputs, out_dir, config, as_of, run_id)),
         ("validate", lambda: _validate_run(out_dir, config)),

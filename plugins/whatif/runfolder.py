@@ -20,6 +20,7 @@ Airflow tasks for the files they copy (`NARRATE_INPUTS`, `ASSEMBLE_INPUTS`).
 | `_stage/llm-breaker.json` | BREAKER_FILE | narrate | the circuit breaker's shared count |
 | `_stage/narrated/<scenario id>.json` | NARRATED_FOLDER | narrate | one scenario's pack |
 | `_stage/previous_readiness.json` | PREVIOUS_READINESS_FILE | report | the last published scores |
+| `_stage/previous/` | PREVIOUS_FOLDER | report | the previous run's scenarios.json, model.json |
 | `_stage/timings/<stage>[__<part>].json` | TIMINGS_FOLDER | every stage | its duration |
 | `validation.json`, `gx_results.json` | VALIDATION_FILE, GX_RESULTS_FILE | validate | checks |
 | `quarantine.csv` | QUARANTINE_FILE | validate | rows left out, with the reason |
@@ -54,6 +55,7 @@ NARRATION_INPUTS_FILE = "narration_inputs.json"
 BREAKER_FILE = "llm-breaker.json"
 NARRATED_FOLDER = "narrated"  # one file per scenario, then scenarios.json
 PREVIOUS_READINESS_FILE = "previous_readiness.json"
+PREVIOUS_FOLDER = "previous"  # the previous run's scenarios.json and model.json
 TIMINGS_FOLDER = "timings"
 
 # In the run folder itself.

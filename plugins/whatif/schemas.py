@@ -477,5 +477,7 @@ class ScenariosDoc(_Strict):
     inputs: dict[str, int]
     scenarios: list[Scenario]
     narration: NarrationSummary | None = None  # added in schema version 2
+    # What changed since the previous run (whatif.changes); None on a first run.
+    changes: dict[str, Any] | None = None
     focus_services: list[str] = []  # an event's services in focus (added in version 2)
     run: RunInfo | None = None  # added in version 2; None in older files and `whatif simulate`

@@ -131,15 +131,14 @@ def narration_summary(summary: Mapping[str, Any]) -> str:
     )
 
 
-def previous_readiness(workdir: Any, params: Mapping[str, Any]) -> None:
-    """The previous run's readiness scores from the first object-storage target, for the
-    trend (only with an exercise log)."""
+def previous_run(workdir: Any, params: Mapping[str, Any]) -> None:
+    """The run already published at the first object-storage target (its latest/): the
+    report opens with what changed since, and the readiness scores get their trend."""
     from whatif import pipeline
 
     targets = [t for t in params["publish_targets"] if t != "confluence"]
-    if params["exercises"] and targets:
-        conn_id = connections.reports_conn_id(targets[0])
-        pipeline.fetch_previous_readiness(workdir, targets[:1], conn_id)
+    if targets:
+        pipeline.fetch_previous(workdir, targets[:1], connections.reports_conn_id(targets[0]))
 
 
 def publish(workdir: Any, params: Mapping[str, Any], log: Any) -> dict[str, Any]:
