@@ -197,8 +197,10 @@ def _write_clean(incidents: Any, topology: Topology, stage: Path) -> None:
 def check_named_services(workdir: Path, config: RunConfig) -> None:
     """The services the user named (--what-if, --focus-service; the DAG's what_if and
     focus_services) exist in the validated topology: checked right after validation, so that a
-    typo stops the run before the fit and the simulation, with a did-you-mean."""
-    if not (config.what_if or config.focus_services):
+    typo stops the run before the fit and the simulation, with a did-you-mean. The exercise
+    log is read here too: a broken log stops the run as early, and its rows naming no service
+    of the topology are quarantined (quarantine_exercises.csv) before the heavy stages."""
+    if not (config.what_if or config.focus_services or config.exercises):
         return
     topology = Topology.from_frame(
         ingest.load_topology(runfolder.stage_path(workdir, runfolder.CLEAN_TOPOLOGY_FILE)).frame
@@ -206,6 +208,7 @@ def check_named_services(workdir: Path, config: RunConfig) -> None:
     simulate.resolve_what_ifs(config.what_if, topology)
     for service in config.focus_services:
         simulate.resolve_service(service, topology, "--focus-service")
+    load_exercise_log(workdir, config, list(topology.services), _as_of(workdir))
 
 
 def load_clean(workdir: Path) -> tuple[Any, Topology]:

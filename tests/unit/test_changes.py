@@ -82,3 +82,9 @@ def test_a_second_run_opens_with_what_changed_since_the_first(run_cli, small_inp
     changed = json.loads((third / "scenarios.json").read_text())["changes"]
     assert changed["previous_run"]["date"] == "2026-06-08"
     assert changed["previous_run"]["id"] == doc["run"]["id"]
+    # The Confluence page opens with them too (escaped text, like everything on it).
+    from whatif.confluence import render_storage
+
+    page = render_storage(json.loads((third / "scenarios.json").read_text()), [])
+    assert "<h2>What changed since 2026-06-08" in page
+    assert page.index("What changed since") < page.index("<h2>Summary</h2>")

@@ -675,3 +675,15 @@ def test_a_run_stopped_by_its_inputs_still_writes_validation_and_quarantine(
     assert stopped["inputs"]["incidents"]["rows_quarantined"] == 7
     quarantined = (out / "quarantine.csv").read_text().splitlines()
     assert len(quarantined) == 1 + 7 and all("outside_window" in row for row in quarantined[1:])
+
+
+def test_a_broken_exercise_log_stops_the_run_before_the_fit(run_cli, small_inputs, tmp_path):
+    incidents, topology = small_inputs
+    log = write(tmp_path, "exercises.csv", "date,team\n2026-05-01,web-team\n")
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        "run", "--incidents", incidents, "--topology", topology, "--out", out,
+        "--as-of", "2026-06-01", "--exercises", log,
+    )  # fmt: skip
+    assert code == 2 and "exercises.csv" in err
+    assert (out / "validation.json").exists() and not (out / "model.json").exists()
