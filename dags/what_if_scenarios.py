@@ -63,7 +63,12 @@ def what_if_scenarios() -> None:
 
         config = tasks.run_config(params)
         with tasks.stage("validate", location, params, run_id) as workdir:
-            pipeline.run_validation(workdir, config.effective_as_of, config.history_days)
+            pipeline.run_validation(
+                workdir,
+                config.effective_as_of,
+                config.history_days,
+                config.allow_external_dependencies,
+            )
             pipeline.check_named_services(workdir, config)  # before the fit, not after
         return location
 

@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--model", required=True, metavar="FILE", help="model.json from `fit`")
     sim.add_argument("--topology", required=True, metavar="PATH", help="the topology file")
     sim.add_argument("--out", required=True, metavar="FILE", help="scenarios.json to write")
+    params.add_options(sim, names=["allow_external_dependencies"])
     _add_scenario_options(sim)
     sim.set_defaults(handler=cmd_simulate)
 
@@ -250,6 +251,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_narrator(config)
     out = output_folder(args.out)
     confluence = confluence_target(args)  # checked before the long steps
+    if args.endpoint_url:  # for s3:// inputs and the previous run too, not only publishing
+        environment.set_aws_endpoint(args.endpoint_url)
     previous = args.publish_to  # the previous run is the first target's latest/
     with terminal_progress("simulating cascades") as progress:
         pipeline.run_all(
@@ -354,7 +357,8 @@ def validated_inputs(args: argparse.Namespace) -> Iterator[tuple[Path, dict]]:
     with tempfile.TemporaryDirectory(prefix="whatif-") as work:
         params.check("history_days", args.history_days)
         pipeline.extract(inputs_from_args(args), Path(work), as_of, args.history_days)
-        yield Path(work), pipeline.run_validation(Path(work), as_of, args.history_days)
+        external = args.allow_external_dependencies
+        yield Path(work), pipeline.run_validation(Path(work), as_of, args.history_days, external)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -400,7 +404,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = output_file(args.out)
     model_doc = pipeline.load_model(Path(args.model))
     as_of = datetime.fromisoformat(model_doc.window.end)
-    topology = pipeline.load_topology_only(args.topology)
+    topology = pipeline.load_topology_only(args.topology, args.allow_external_dependencies)
     document = pipeline.simulate_document(model_doc, topology, config, as_of, args.model)
     pipeline.report.write_json(out, document.model_dump())
     print(f"wrote {args.out} ({len(document.scenarios)} scenarios)")

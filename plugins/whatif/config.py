@@ -152,6 +152,8 @@ class RunConfig:
     what_if: tuple[WhatIf, ...] = ()
     focus_services: tuple[str, ...] = ()  # an event's services in focus (selection)
     exercises: str | None = None  # the exercise log (path or URL): readiness and selection
+    # depends_on names without a row of their own become external leaf services (a warning)
+    allow_external_dependencies: bool = default("allow_external_dependencies")
     narrator: str = "template"
     llm: LLMSettings = dataclasses.field(default_factory=LLMSettings)
     model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
@@ -255,6 +257,7 @@ def run_config(
         what_if=tuple(WhatIf.parse(item) for item in _names(values.get("what_if"))),
         focus_services=tuple(_names(values.get("focus_services"))),
         exercises=text("exercises"),
+        allow_external_dependencies=bool(values.get("allow_external_dependencies")),
         narrator=text("narrator") or default("narrator"),
         llm=llm_settings(values, api_key),
         model=ModelSettings(

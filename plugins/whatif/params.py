@@ -207,6 +207,16 @@ SETTINGS_LIST: tuple[Setting, ...] = (
         show_default=False,
     ),
     Setting(
+        "allow_external_dependencies",
+        bool,
+        False,
+        "a depends_on name that is no service of the topology becomes an external leaf "
+        "service (a warning names each) instead of an error; without it, give an external "
+        "service a row of its own",
+        "inputs",
+        show_default=False,
+    ),
+    Setting(
         "as_of",
         str,
         None,

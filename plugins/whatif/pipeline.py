@@ -130,11 +130,16 @@ def _load_sources(workdir: Path) -> tuple[ingest.Table, ingest.Table, dict[str, 
     return incidents, topology, described
 
 
-def run_validation(workdir: Path, as_of: datetime, history_days: int) -> dict[str, Any]:
-    """Validate the staged inputs; write validation.json, quarantine.csv and the clean tables."""
+def run_validation(
+    workdir: Path, as_of: datetime, history_days: int, allow_external: bool = False
+) -> dict[str, Any]:
+    """Validate the staged inputs; write validation.json, quarantine.csv and the clean tables.
+    `allow_external`: dependencies without a row of their own are external services."""
     incidents, topology, described = _load_sources(workdir)
     try:
-        result = validate.validate(incidents, topology, as_of, history_days, described["aliases"])
+        result = validate.validate(
+            incidents, topology, as_of, history_days, described["aliases"], allow_external
+        )
     except UserError as error:
         _write_stopped(Path(workdir), error, as_of)
         raise
@@ -153,14 +158,16 @@ def run_validation(workdir: Path, as_of: datetime, history_days: int) -> dict[st
 
 
 def _write_stopped(workdir: Path, error: UserError, as_of: datetime) -> None:
-    """A run stopped by its inputs still writes validation.json (the error, and what was
-    checked) and quarantine.csv (the rows set aside so far), so that every problem shows."""
+    """A run stopped by its inputs still writes validation.json (the error, every problem
+    found, and what was checked) and quarantine.csv (the rows set aside so far; for a
+    topology fault, the topology rows at fault), so that every problem shows at once."""
     partial = getattr(error, "partial", {})
     document = {
         "schema_version": validate.SCHEMA_VERSION,
         "as_of": as_of.isoformat(),
         "status": "stopped",
         "error": str(error),
+        "problems": partial.get("problems") or [str(error)],
         "inputs": partial.get("inputs", {}),
         "warnings": partial.get("warnings", []),
     }
@@ -170,6 +177,8 @@ def _write_stopped(workdir: Path, error: UserError, as_of: datetime) -> None:
         quarantine.to_csv(
             workdir / runfolder.QUARANTINE_FILE, index=False, lineterminator=QUARANTINE_EOL
         )
+    else:  # an earlier run's in the same folder would say something about these inputs
+        (workdir / runfolder.QUARANTINE_FILE).unlink(missing_ok=True)
 
 
 SUMMARY_KEYS = ("rows_read", "rows_used", "rows_quarantined", "rows_rates_only", "durations")
@@ -208,7 +217,7 @@ def check_named_services(workdir: Path, config: RunConfig) -> None:
     simulate.resolve_what_ifs(config.what_if, topology)
     for service in config.focus_services:
         simulate.resolve_service(service, topology, "--focus-service")
-    load_exercise_log(workdir, config, list(topology.services), _as_of(workdir))
+    load_exercise_log(workdir, config, list(topology.services), _as_of(workdir), announce=True)
 
 
 def load_clean(workdir: Path) -> tuple[Any, Topology]:
@@ -286,10 +295,15 @@ def run_simulation(
 
 
 def load_exercise_log(
-    workdir: Path, config: RunConfig, services: list[str], as_of: datetime
+    workdir: Path,
+    config: RunConfig,
+    services: list[str],
+    as_of: datetime,
+    announce: bool = False,
 ) -> list[readiness.Exercise]:
     """The exercise log of --exercises / the `exercises` param, validated (its rows used or
-    quarantined with a reason: quarantine_exercises.csv) and kept for the report stage."""
+    quarantined with a reason: quarantine_exercises.csv) and kept for the report stage;
+    `announce`: log its warnings (once per run: where the names are checked)."""
     if not config.exercises:
         return []
     used, found, quarantined = readiness.load_exercises(config.exercises, services, as_of)
@@ -307,6 +321,8 @@ def load_exercise_log(
         "exercise log: %d rows read, %d used, %d quarantined",
         found["rows_read"], found["rows_used"], found["rows_quarantined"],
     )  # fmt: skip
+    for line in found["warnings"] if announce else []:
+        log.warning("%s", line)
     return used
 
 
@@ -404,9 +420,11 @@ def write_changes(workdir: Path) -> dict[str, Any] | None:
     return document["changes"]
 
 
-def load_topology_only(path: str) -> Topology:
+def load_topology_only(path: str, allow_external: bool = False) -> Topology:
     """A validated topology without incidents (for `whatif simulate`)."""
-    topology, _, warnings, _ = validate.validate_topology(ingest.load_topology(path))
+    topology, _, warnings, _ = validate.validate_topology(
+        ingest.load_topology(path), allow_external
+    )
     for line in warnings:
         log.warning("%s", line)
     return topology
@@ -562,7 +580,9 @@ def run_all(
 
 
 def _validate_run(out_dir: Path, config: RunConfig) -> dict[str, Any]:
-    summary = run_validation(out_dir, config.effective_as_of, config.history_days)
+    summary = run_validation(
+        out_dir, config.effective_as_of, config.history_days, config.allow_external_dependencies
+    )
     check_named_services(out_dir, config)
     return summary
 

@@ -31,6 +31,7 @@ object whole). A crashed publisher may leave a file behind; the next publish set
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -44,7 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from whatif import runfolder
-from whatif.sources import relative_name, storage_error, storage_path
+from whatif.errors import UserError
+from whatif.sources import is_remote, relative_name, storage_error, storage_path
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +100,39 @@ def publish(
             _write_folder(folder, contents, manifest)
         passes = _settle(root, latest)
     except Exception as error:
-        mapped = storage_error(error, target, conn_id)
+        mapped = _publish_error(error, target, conn_id)
         if mapped is None:
             raise
         raise mapped from None
     log.info("published %d files to %s and %s (%d passes)", len(files), run_folder, latest, passes)
     return {"run": str(run_folder), "latest": str(latest)}
+
+
+# Why a local folder cannot take the files: no permission, a file in the way, a read-only or
+# full disk.
+UNWRITABLE = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.EISDIR,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+}
+
+
+def _publish_error(error: Exception, target: str, conn_id: str | None) -> UserError | None:
+    """A failure to publish that the user can fix, as one line naming the target: a local
+    folder that cannot be written (no permission, a file in the way, a read-only disk), or
+    object storage's (credentials, endpoint, bucket, permission); None for anything else."""
+    if not is_remote(target) and isinstance(error, OSError) and error.errno in UNWRITABLE:
+        return UserError(
+            f"cannot write there ({error.strerror or error})",
+            file=target,
+            hint="name a folder you can write to",
+        )
+    return storage_error(error, target, conn_id, writing=True)
 
 
 def _run_folder(root: Any, run_date: str, run_id: str) -> Any:

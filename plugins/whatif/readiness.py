@@ -68,8 +68,11 @@ def load_exercises(
     known = {s.lower(): s for s in services}
     used: list[Exercise] = []
     quarantined: list[dict[str, Any]] = []
+    unknown: dict[str, list[int]] = {}  # service names no service of the topology has: rows
     for record in frame.to_dict("records"):
         exercise, reason = _parse_row(record, known, as_of.date())
+        if reason == "unknown_service":
+            unknown.setdefault(_scenario_parts(record)[0], []).append(int(record["_row"]))
         if exercise is None:
             # quarantine_exercises.csv is opened in spreadsheets: no cell may run as a formula.
             quarantined.append({"row": int(record["_row"]), "reason": reason, **{
@@ -87,12 +90,35 @@ def load_exercises(
         "rows_used": len(used),
         "rows_quarantined": len(quarantined),
         "quarantined_by_reason": reasons,
+        "warnings": [_unknown_services_line(location, unknown, services)] if unknown else [],
     }
     return sorted(used, key=lambda e: (e.day, e.service)), report, quarantined
 
 
+def _unknown_services_line(
+    location: str, unknown: dict[str, list[int]], services: list[str]
+) -> str:
+    """One warning naming the scenarios' services that are no service of the topology, with
+    their rows and a did-you-mean (a typo costs the team its exercise's credit)."""
+    from whatif.validate import ServiceNames, names_with_rows
+
+    rows = sum(len(r) for r in unknown.values())
+    return (
+        f"{location}: {rows} exercise{'s name' if rows > 1 else ' names'} no service of the "
+        f"topology and {'are' if rows > 1 else 'is'} quarantined: "
+        f"{names_with_rows(unknown, ServiceNames(services))}"
+    )
+
+
 def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _scenario_parts(record: dict[str, Any]) -> tuple[str, str]:
+    """The service and the mode a row's scenario names (`service--mode`, `service:mode`)."""
+    scenario = _text(record["scenario"]).strip()
+    service, _, mode = scenario.replace("--", ":").partition(":")
+    return service, mode
 
 
 def _parse_row(
@@ -104,8 +130,7 @@ def _parse_row(
         return None, "bad_date"
     if day > today:
         return None, "date_in_the_future"
-    scenario = _text(record["scenario"]).strip()
-    service, _, mode = scenario.replace("--", ":").partition(":")
+    service, mode = _scenario_parts(record)
     if service.lower() not in known:
         return None, "unknown_service"
     mode = mode.strip().lower() or None

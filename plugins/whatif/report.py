@@ -171,19 +171,31 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     return environment
 
 
+# The report's own section anchors (report.html.j2): no scenario may take one.
+SECTION_ANCHORS = ("changes", "readiness", "model-card")
+
+
+def slug(text: str) -> str:
+    """`text` as a link target that survives Markdown and HTML: lowercase letters, digits and
+    hyphens ("Pull Requests--other" -> "pull-requests-other")."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
 def anchors(ids: list[str]) -> dict[str, str]:
-    """A link target per scenario id that survives Markdown and HTML: lowercase letters,
-    digits and hyphens ("Pull Requests--other" -> "pull-requests-other"), made unique in
-    order ("-2", "-3") when two ids fold to the same."""
-    taken: dict[str, str] = {}
+    """The link target of each scenario id in the reports (the one every link to a scenario
+    uses: the report's table, the checklists, the tabletop packs): its slug, made unique in
+    order ("-2", "-3") when two ids fold to the same or to a section's anchor."""
+    taken = set(SECTION_ANCHORS)
+    found: dict[str, str] = {}
     for scenario_id in ids:
-        base = re.sub(r"[^a-z0-9]+", "-", scenario_id.lower()).strip("-") or "scenario"
+        base = slug(scenario_id) or "scenario"
         anchor, n = base, 1
-        while anchor in taken.values():
+        while anchor in taken:
             n += 1
             anchor = f"{base}-{n}"
-        taken[scenario_id] = anchor
-    return taken
+        taken.add(anchor)
+        found[scenario_id] = anchor
+    return found
 
 
 def render_reports(
@@ -238,7 +250,7 @@ def render_reports(
         out_dir / runfolder.CHECKLISTS_FOLDER,
         {
             file_name(team): markdown.get_template("checklist.md.j2").render(
-                doc=doc, team=team, entries=entries
+                doc=doc, team=team, entries=entries, anchors=context["anchors"]
             )
             for team, entries in team_checklists(scenarios, owners or {}).items()
         },
@@ -247,7 +259,11 @@ def render_reports(
         out_dir / runfolder.TABLETOP_FOLDER,
         {
             file_name(s["id"]): markdown.get_template("tabletop.md.j2").render(
-                doc=doc, s=s, number=number, cascade=context["cascades"][s["id"]]
+                doc=doc,
+                s=s,
+                number=number,
+                cascade=context["cascades"][s["id"]],
+                anchor=context["anchors"][s["id"]],
             )
             for number, s in enumerate(scenarios, start=1)
         },

@@ -12,6 +12,7 @@ import csv
 import io
 import logging
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def relative_name(path: Any, root: Any) -> str:
 
 
 # Object-storage failures that are the user's to fix (botocore, aiohttp and s3fs raise them;
-# matched by name so that reading a local file never imports them): what to say and check.
+# matched by name or by the server's error code, so that reading a local file never imports
+# them): what to say, and what kind of thing to check (STORAGE_HINTS).
 STORAGE_ERRORS = {
     "NoCredentialsError": ("no credentials for object storage", "credentials"),
     "PartialCredentialsError": ("incomplete credentials for object storage", "credentials"),
@@ -69,35 +71,79 @@ STORAGE_ERRORS = {
     "ConnectTimeoutError": ("the object-storage endpoint does not answer", "endpoint"),
     "ClientConnectorError": ("cannot reach the object-storage endpoint", "endpoint"),
     "ConnectionRefusedError": ("cannot reach the object-storage endpoint", "endpoint"),
-    "InvalidAccessKeyId": ("the object-storage credentials are not valid", "credentials"),
-    "SignatureDoesNotMatch": ("the object-storage credentials are not valid", "credentials"),
-    "NoSuchBucket": ("no such bucket", "url"),
+    "InvalidAccessKeyId": ("the object-storage credentials are not valid", "invalid"),
+    "SignatureDoesNotMatch": ("the object-storage credentials are not valid", "invalid"),
+    "ExpiredToken": ("the object-storage credentials have expired", "invalid"),
+    "InvalidToken": ("the object-storage credentials are not valid", "invalid"),
+    "NoSuchBucket": ("no such bucket", "bucket"),
+    "AccessDenied": ("access denied", "permission"),
+    "AllAccessDisabled": ("access denied", "permission"),
 }
+# What to check, from the environment (the CLI) or from an Airflow connection (the DAG).
 STORAGE_HINTS = {
-    "credentials": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or "
-    "define the Airflow connection{conn}",
-    "endpoint": "check AWS_ENDPOINT_URL or --endpoint-url, and that the server is up",
-    "url": "check the bucket in the URL",
+    "credentials": (
+        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)",
+        "give the Airflow connection {conn} an access key id (login) and secret (password), "
+        "or the workers' AWS_* variables",
+    ),
+    "invalid": (
+        "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)",
+        "check the login and password of the Airflow connection {conn}",
+    ),
+    "endpoint": (
+        "check AWS_ENDPOINT_URL or --endpoint-url, and that the server is up",
+        "check the endpoint_url of the Airflow connection {conn} and that the server is up",
+    ),
+    "bucket": ("check the bucket name in the URL",) * 2,
+    # A refused HEAD request says only 403: wrong credentials, or ones without the right.
+    "permission": (
+        "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and that they "
+        "may {action}: the user's permissions, the bucket's policy",
+        "check the credentials of the Airflow connection {conn}, and that they may {action}",
+    ),
 }
 
 
-def storage_error(error: BaseException, location: str, conn_id: str | None) -> UserError | None:
+def storage_error(
+    error: BaseException, location: str, conn_id: str | None, writing: bool = False
+) -> UserError | None:
     """The UserError for an object-storage failure the user can fix (credentials, endpoint,
-    bucket, permission), or None for anything else (a bug, or a failure worth retrying)."""
+    bucket, permission), naming the URL and what to check; None for anything else (a bug, or
+    a failure worth retrying). The error, its causes and contexts are searched for the most
+    telling one: s3fs raises PermissionError from a ClientError that says why."""
+    chain: list[BaseException] = []
     seen: BaseException | None = error
-    whose = f" of {conn_id}" if conn_id else ""
-    while seen is not None:
+    while seen is not None and all(seen is not other for other in chain):
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for seen in chain:
         code = (getattr(seen, "response", None) or {}).get("Error", {}).get("Code")
         known = STORAGE_ERRORS.get(type(seen).__name__) or STORAGE_ERRORS.get(str(code))
         if known:
             message, kind = known
-            hint = STORAGE_HINTS[kind].format(conn=f" {conn_id}" if conn_id else "")
-            return UserError(message, file=location, hint=hint)
-        if isinstance(seen, PermissionError):
-            hint = f"check the permissions of the credentials{whose}"
-            return UserError(f"access denied: {seen}", file=location, hint=hint)
-        seen = seen.__cause__ or seen.__context__
+            if kind == "endpoint":
+                message += _endpoint_of(seen)
+            return UserError(message, file=location, hint=_storage_hint(kind, conn_id, writing))
+    if any(isinstance(seen, PermissionError) for seen in chain):
+        hint = _storage_hint("permission", conn_id, writing)
+        return UserError("access denied", file=location, hint=hint)
     return None
+
+
+def _storage_hint(kind: str, conn_id: str | None, writing: bool) -> str:
+    from_environment, from_connection = STORAGE_HINTS[kind]
+    action = "write there" if writing else "read it"
+    return (from_connection if conn_id else from_environment).format(conn=conn_id, action=action)
+
+
+def _endpoint_of(error: BaseException) -> str:
+    """' http://host:port' of the endpoint an error could not reach, when it says."""
+    url = (getattr(error, "kwargs", None) or {}).get("endpoint_url")
+    if url:
+        parts = urllib.parse.urlsplit(str(url))
+        return f" {parts.scheme}://{parts.netloc}" if parts.netloc else ""
+    host, port = getattr(error, "host", None), getattr(error, "port", None)
+    return f" {host}:{port}" if host and port else ""
 
 
 def read_bytes(location: str, conn_id: str | None = None) -> bytes:
@@ -106,8 +152,8 @@ def read_bytes(location: str, conn_id: str | None = None) -> bytes:
         path = storage_path(location, conn_id)
         try:
             return path.read_bytes()
-        except FileNotFoundError:
-            raise UserError(
+        except FileNotFoundError as error:  # no such key, or no such bucket
+            raise storage_error(error, location, conn_id) or UserError(
                 "not found in object storage",
                 file=location,
                 hint="check the URL and the connection",

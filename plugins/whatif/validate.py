@@ -23,7 +23,7 @@ import pandas as pd
 
 from whatif import environment
 from whatif.errors import UserError, shown
-from whatif.ingest import ROW, Table, open_status
+from whatif.ingest import ROW, Table, open_status, split_dependencies
 from whatif.schemas import DURATION_SOURCES, SCHEMA_VERSION
 from whatif.topology import Topology
 
@@ -272,8 +272,12 @@ def _trimmed(document: Any) -> Any:
 
 
 def validate_topology(
-    table: Table,
+    table: Table, allow_external: bool = False
 ) -> tuple[Topology, dict[str, Any], list[str], dict[str, Any]]:
+    """Check the topology; a UserError names its first fault (a hard check, a dependency that
+    is no service, a comma, a case variant) and carries every fault found (`partial`: for
+    validation.json and quarantine.csv of a stopped run). `allow_external`: a dependency
+    without a row of its own becomes an external leaf service, with a warning."""
     frame = table.frame
     for column in ("slo_target", "traffic_weight"):
         if column in table.raw:
@@ -288,9 +292,6 @@ def validate_topology(
         for s, deps in zip(frame["service"], frame["depends_on"], strict=True)
     ]
     outcomes, gx_result = run_suite("topology", frame, topology_checks())
-    _raise_on_hard_failure(
-        outcomes, table, column_of={"missing_service": "service", "duplicate_service": "service"}
-    )
     warnings: list[str] = []
     if table.format == "notebook":
         warnings.append(
@@ -303,14 +304,20 @@ def validate_topology(
                 column = outcome["reason"].removesuffix("_out_of_range")
                 frame.loc[frame[ROW].isin(outcome["rows"]), column] = float("nan")
             warnings.append(_warning_line(table.path, outcome))
-    _check_names(table, frame)
-    prose = [name for name in frame["service"] if reads_like_prose(name)]
+    prose = [name for name in frame["service"] if isinstance(name, str) and reads_like_prose(name)]
     if prose:
         warnings.append(
             f"{table.path}: service names that read like a sentence or a link, not a service "
             f"(a catch-all of the export?): {', '.join(repr(shown(n)) for n in prose[:5])}"
             + (f" and {len(prose) - 5} more" if len(prose) > 5 else "")
         )
+    problems = _hard_problems(outcomes, table)
+    names, external = _name_problems(table, frame, allow_external)
+    problems += names
+    if problems:
+        raise _stopped(table, problems, outcomes, warnings)
+    if external:
+        warnings.append(_external_line(table.path, external, list(frame["service"])))
     topology = Topology.from_frame(frame)
     for cycle in topology.cycles():
         warnings.append(
@@ -321,95 +328,248 @@ def validate_topology(
     return topology, report, warnings, gx_result
 
 
-def _check_names(table: Table, frame: pd.DataFrame) -> None:
-    """Every service has one name and every dependency is a service of the topology. A typo'd
-    dependency, or two names joined by a comma, would otherwise become a service nobody runs
-    and lose the real edge; names that differ only in case would become two services. An
-    external service (a SaaS, a payment provider) is declared with a row of its own."""
-    services = [(name, row) for name, row in zip(frame["service"], frame[ROW], strict=True)]
-    first_by_fold: dict[str, tuple[str, int]] = {}
-    for name, row in services:
-        seen = first_by_fold.setdefault(name.casefold(), (name, row))
-        if seen[0] != name:
-            raise UserError(
-                f"services {shown(seen[0])!r} (row {seen[1]}) and {shown(name)!r} differ only "
-                "in case and would be two services",
-                file=table.path,
-                row=row,
-                column="service",
-                hint="give the service one name in every row",
-            )
-    names = [name for name, _ in services]
-    declared = set(names)
-    for deps, row in zip(frame["depends_on"], frame[ROW], strict=True):
-        for dependency in deps:
-            if dependency in declared:
-                continue
-            parts = [part.strip() for part in dependency.split(",")]
-            if len(parts) > 1 and all(part in declared for part in parts):
-                raise UserError(
-                    f"depends_on {shown(dependency)!r} joins services with ','",
-                    file=table.path,
-                    row=row,
-                    column="depends_on",
-                    hint=f"separate dependencies with ';': {';'.join(parts)}",
-                )
-            raise UserError(
-                f"depends_on names {shown(dependency)!r}, which is no service of the topology",
-                file=table.path,
-                row=row,
-                column="depends_on",
-                hint=_did_you_mean(dependency, names),
-            )
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A fault of the topology that stops the run: its rows, reason and one-line error."""
+
+    rows: list[int]
+    reason: str
+    error: UserError
 
 
-PROSE_LINK = re.compile(r"https?://|www\.|\b[\w-]+\.(com|org|net|io|dev|cloud)\b", re.I)
-
-
-def reads_like_prose(name: str) -> bool:
-    """A link, six words or more, or a sentence's end: GitHub's status export names a
-    component "Visit www.githubstatus.com for more information"."""
-    words = name.split()
-    return (
-        bool(PROSE_LINK.search(name))
-        or len(words) >= 6
-        or (len(words) >= 3 and name.rstrip().endswith((".", "!", "?")))
+def _stopped(
+    table: Table, problems: list[Problem], outcomes: list[dict[str, Any]], warnings: list[str]
+) -> UserError:
+    """The first problem's error, saying how many more there are, with every problem (its
+    line, its rows as read) for validation.json and quarantine.csv of the stopped run."""
+    lines = [str(problem.error) for problem in problems]
+    error = problems[0].error
+    if len(problems) > 1:
+        more = f"{len(problems) - 1} more problem{'s' if len(problems) > 2 else ''} in this file"
+        error.hint = f"{error.hint}; {more}" if error.hint else more
+    frame = table.frame
+    position = {int(row): i for i, row in enumerate(frame[ROW])}
+    reasons: dict[int, list[str]] = {}
+    for problem in problems:
+        for row in problem.rows:
+            found = reasons.setdefault(position[int(row)], [])
+            if problem.reason not in found:
+                found.append(problem.reason)
+    by_reason = Counter(reason for row in reasons.values() for reason in row)
+    report = _input_report(
+        table, len(frame), len(frame) - len(reasons), dict(sorted(by_reason.items())), outcomes
     )
+    error.partial = {  # type: ignore[attr-defined]
+        "inputs": {"topology": report},
+        "warnings": warnings,
+        "quarantine": _quarantine_rows(table, reasons, frame),
+        "problems": lines,
+    }
+    return error
 
 
-def _did_you_mean(name: str, names: list[str]) -> str:
-    """The closest service name, or how to declare an external one."""
-    folded = {n.casefold(): n for n in names}
-    close = [folded[name.casefold()]] if name.casefold() in folded else []
-    close = close or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {shown(close[0])!r}?"
-    return "fix the name, or give an external service a row of its own"
-
-
-def _raise_on_hard_failure(
-    outcomes: list[dict[str, Any]], table: Table, column_of: dict[str, str]
-) -> None:
-    """Stop at the first failed hard check, naming the file, the row and the column; for a
-    repeated value, the row that repeats it, and every row where it stands."""
+def _hard_problems(outcomes: list[dict[str, Any]], table: Table) -> list[Problem]:
+    """The failed hard checks (an empty service name, a repeated one), each naming the file,
+    the row and the column; for a repeated value, the row that repeats it, and every row
+    where it stands."""
+    problems = []
     for outcome in outcomes:
         if outcome["level"] != "hard" or outcome["success"]:
             continue
-        rows, column = outcome["rows"], column_of.get(outcome["reason"])
+        rows, column = outcome["rows"], "service"
         message = outcome["message"]
-        if rows and column:
+        if rows:
             values = table.frame.set_index(ROW).loc[rows, column]
             value = values.iloc[-1]
             same = [str(r) for r, v in values.items() if pd.isna(value) or v == value]
             message += f": {shown(repr(value))}" if pd.notna(value) else ""
             message += f" (rows {', '.join(same[:10])})" if len(same) > 1 else ""
-        raise UserError(
+        error = UserError(
             message,
             file=table.path,
             row=rows[-1] if rows else None,
             column=column,
             hint="fix the file and run again",
         )
+        problems.append(Problem([int(r) for r in rows], outcome["reason"], error))
+    return problems
+
+
+def _name_problems(
+    table: Table, frame: pd.DataFrame, allow_external: bool
+) -> tuple[list[Problem], dict[str, list[int]]]:
+    """Every service has one name and every dependency is a service of the topology. A typo'd
+    dependency, or two names joined by a comma, would otherwise become a service nobody runs
+    and lose the real edge; names that differ only in case would become two services. An
+    external service (a SaaS, a payment provider) is declared with a row of its own, or, with
+    `allow_external`, is any other name (returned with its rows; a comma or a variant of a
+    service's name is still a problem)."""
+    problems: list[Problem] = []
+    rows = [int(row) for row in frame[ROW]]
+    first_by_fold: dict[str, tuple[str, int]] = {}
+    for name, row in zip(frame["service"], rows, strict=True):
+        if not isinstance(name, str):
+            continue  # an empty name: a hard check's problem
+        seen = first_by_fold.setdefault(name.casefold(), (name, row))
+        if seen[0] != name:
+            problems.append(_case_problem(table, seen, name, row, "service"))
+    services = ServiceNames([name for name in frame["service"] if isinstance(name, str)])
+    external: dict[str, list[int]] = {}
+    external_by_fold: dict[str, tuple[str, int]] = {}
+    columns = _dependency_columns(table)
+    for deps, row, column_of in zip(frame["depends_on"], rows, columns, strict=True):
+        for dependency in deps:
+            if dependency in services.declared:
+                continue
+            column = column_of[dependency]
+            problem = _dependency_problem(table, dependency, row, column, services, allow_external)
+            if problem is None:  # allowed as an external service: one spelling only
+                seen = external_by_fold.setdefault(dependency.casefold(), (dependency, row))
+                if seen[0] != dependency:
+                    problem = _case_problem(table, seen, dependency, row, column)
+                else:
+                    external.setdefault(dependency, []).append(row)
+            if problem is not None:
+                problems.append(problem)
+    return sorted(problems, key=lambda problem: problem.error.row or 0), external
+
+
+def _dependency_columns(table: Table) -> list[dict[str, str]]:
+    """Per row: the column each of its dependencies was written in (depends_on, or
+    soft_depends_on for one named there only; the notebook format's `dependencies`)."""
+    main = "dependencies" if table.format == "notebook" else "depends_on"
+    frame = table.frame
+    given = table.raw[main] if main in table.raw else pd.Series([""] * len(frame))
+    soft = frame.get("soft_depends_on")
+    columns = []
+    for i, deps in enumerate(frame["depends_on"]):
+        listed = set(split_dependencies(given.iloc[i]))
+        softly = set(soft.iloc[i] or []) if soft is not None else set()
+        columns.append(
+            {d: "soft_depends_on" if d in softly and d not in listed else main for d in deps}
+        )
+    return columns
+
+
+def _dependency_problem(
+    table: Table,
+    dependency: str,
+    row: int,
+    column: str,
+    services: ServiceNames,
+    allow_external: bool,
+) -> Problem | None:
+    """What is wrong with a dependency that is no service of the topology; None when
+    `allow_external` lets it be an external service."""
+    parts = [part.strip() for part in dependency.split(",") if part.strip()]
+    if "," in dependency:
+        joined = len(parts) > 1 and all(part in services.declared for part in parts)
+        message = (
+            f"{column} {shown(dependency)!r} joins services with ','"
+            if joined
+            else f"{column} {shown(dependency)!r} holds a ',', which no service name has"
+        )
+        hint = f"separate dependencies with ';': {shown(';'.join(parts))}"
+        error = UserError(message, file=table.path, row=row, column=column, hint=hint)
+        return Problem([row], "comma_in_dependencies", error)
+    if allow_external and services.variant_of(dependency) is None:
+        return None  # not a case (or space, '-', '_') variant of a service's name
+    close = services.closest(dependency)
+    hint = (
+        f"did you mean {shown(close)!r}?"
+        if close
+        else "fix the name, or give an external service a row of its own or run with "
+        "--allow-external-dependencies"
+    )
+    error = UserError(
+        f"{column} names {shown(dependency)!r}, which is no service of the topology",
+        file=table.path,
+        row=row,
+        column=column,
+        hint=hint,
+    )
+    return Problem([row], "unknown_dependency", error)
+
+
+def _case_problem(table: Table, seen: tuple[str, int], name: str, row: int, column: str) -> Problem:
+    """Two spellings of one name (`seen`: the first and its row) in a column."""
+    what = "services" if column == "service" else f"{column} names"
+    error = UserError(
+        f"{what} {shown(seen[0])!r} (row {seen[1]}) and {shown(name)!r} differ only "
+        "in case and would be two services",
+        file=table.path,
+        row=row,
+        column=column,
+        hint="give the service one name in every row",
+    )
+    return Problem([seen[1], row], "case_variant", error)
+
+
+def _external_line(path: str, external: dict[str, list[int]], services: list[str]) -> str:
+    """The warning that names the external services (--allow-external-dependencies), with a
+    did-you-mean for those close to a service's name."""
+    names = ServiceNames([name for name in services if isinstance(name, str)])
+    count = f"{len(external)} dependenc{'ies' if len(external) > 1 else 'y'}"
+    return (
+        f"{path}: {count} without a row of their own, taken as external leaf services "
+        f"(--allow-external-dependencies): {names_with_rows(external, names)}"
+    )
+
+
+def names_with_rows(found: dict[str, list[int]], services: ServiceNames, limit: int = 10) -> str:
+    """Names that are no service, for a warning: "'dbx' (rows 2, 4; did you mean 'db'?),
+    'old' (row 9)", the first `limit` of them."""
+    parts = []
+    for name, rows in list(found.items())[:limit]:
+        where = f"row{'s' if len(rows) > 1 else ''} {', '.join(str(r) for r in rows[:5])}"
+        where += ", ..." if len(rows) > 5 else ""
+        close = services.closest(name) if name else None
+        where += f"; did you mean {shown(close)!r}?" if close else ""
+        parts.append(f"{shown(name)!r} ({where})")
+    more = f" and {len(found) - limit} more" if len(found) > limit else ""
+    return ", ".join(parts) + more
+
+
+PROSE_LINK = re.compile(r"https?://|www\.|\b[\w-]+\.(com|org|net|io|dev|cloud)\b", re.I)
+PROSE_LENGTH = 80  # characters: a description, not a name
+
+
+def reads_like_prose(name: str) -> bool:
+    """A link, six words or more, a sentence's end, or more than PROSE_LENGTH characters:
+    GitHub's status export names a component "Visit www.githubstatus.com for more
+    information"."""
+    words = name.split()
+    return (
+        bool(PROSE_LINK.search(name))
+        or len(words) >= 6
+        or len(name) > PROSE_LENGTH
+        or (len(words) >= 3 and name.rstrip().endswith((".", "!", "?")))
+    )
+
+
+class ServiceNames:
+    """The topology's service names, and the one a name that is none of them most likely
+    meant (asked once per name: a large topology's misspelt names repeat)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.declared = set(names)
+        self._by_key = {_name_key(name): name for name in names}
+        self._closest: dict[str, str | None] = {}
+
+    def variant_of(self, name: str) -> str | None:
+        """The service `name` is but for case, spaces, '-' and '_'; None if none."""
+        return self._by_key.get(_name_key(name))
+
+    def closest(self, name: str) -> str | None:
+        """The variant, else the closest spelling (difflib), else None."""
+        if name not in self._closest:
+            close = self.variant_of(name)
+            if close is None:
+                matches = difflib.get_close_matches(name, self.names, n=1, cutoff=0.6)
+                close = matches[0] if matches else None
+            self._closest[name] = close
+        return self._closest[name]
 
 
 def _warning_line(path: str, outcome: dict[str, Any]) -> str:
@@ -742,9 +902,13 @@ def validate(
     as_of: datetime,
     history_days: int,
     aliases: dict[str, str] | None = None,
+    allow_external: bool = False,
 ) -> Validated:
-    """Validate both inputs; raise UserError on a hard failure or when no incident is usable."""
-    topology, topology_report, warnings, topology_gx = validate_topology(topology_table)
+    """Validate both inputs; raise UserError on a hard failure or when no incident is usable.
+    `allow_external`: dependencies without a row of their own are external services."""
+    topology, topology_report, warnings, topology_gx = validate_topology(
+        topology_table, allow_external
+    )
     used, quarantine, incident_report, incident_warnings, incident_gx = validate_incidents(
         incidents, topology, as_of, history_days, aliases
     )

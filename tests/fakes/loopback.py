@@ -1,5 +1,6 @@
 """What the loopback API servers of the tests share: a threaded server that takes bursts of
-concurrent clients, a quiet handler that answers JSON, and a chat webhook."""
+concurrent clients, a quiet handler that answers JSON, a chat webhook, and an S3 endpoint that
+refuses every request."""
 
 from __future__ import annotations
 
@@ -47,6 +48,40 @@ def chat_webhook() -> Iterator[tuple[str, list[dict]]]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_port}/hook", posted
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def s3_refusing(code: str, status: int = 403) -> Iterator[str]:
+    """An S3 endpoint on loopback that answers every request with one S3 error (AccessDenied,
+    InvalidAccessKeyId...), as a bucket whose policy or credentials refuse the caller: its
+    URL."""
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+        f"<Message>{code}</Message><RequestId>loopback</RequestId></Error>"
+    ).encode()
+
+    class Refusing(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def _refuse(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _refuse
+
+    server = LoopbackServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()

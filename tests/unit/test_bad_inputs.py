@@ -263,6 +263,27 @@ USER_ERRORS = [
         input="topology",
     ),
     UserErrorCase(
+        "topology-dependency-that-is-no-service",
+        BAD / "topology_unknown_dependency.csv",
+        "{file}, row 2, column depends_on: depends_on names 'cahce', which is no service of the "
+        "topology (did you mean 'cache'?)",
+        input="topology",
+    ),
+    UserErrorCase(
+        "topology-dependencies-joined-by-a-comma",
+        BAD / "topology_comma_dependencies.csv",
+        "{file}, row 3, column depends_on: depends_on 'db,cache' joins services with ',' "
+        "(separate dependencies with ';': db;cache)",
+        input="topology",
+    ),
+    UserErrorCase(
+        "topology-service-names-differing-in-case",
+        BAD / "topology_case_variants.csv",
+        "{file}, row 6, column service: services 'cache' (row 5) and 'Cache' differ only in case "
+        "and would be two services (give the service one name in every row)",
+        input="topology",
+    ),
+    UserErrorCase(
         "no-usable-row-left",
         BAD / "all_outside_window.csv",
         "{file}: no usable incident rows (quarantined by reason: outside_window: 3) (the "

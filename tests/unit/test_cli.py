@@ -292,7 +292,8 @@ def test_hard_validation_failure_names_file_row_and_column(run_cli, tmp_path):
     assert last.startswith(f"whatif: error: {topology}, row ")
     assert last == (
         f"whatif: error: {topology}, row {rows}, column service: each service may have one "
-        f"row only: 'dns' (rows 2, {rows}) (fix the file and run again)"
+        f"row only: 'dns' (rows 2, {rows}) (fix the file and run again; 1 more problem in this "
+        "file)"  # its soft_depends_on names 'edge', no service either
     )
 
 
@@ -687,3 +688,99 @@ def test_a_broken_exercise_log_stops_the_run_before_the_fit(run_cli, small_input
     )  # fmt: skip
     assert code == 2 and "exercises.csv" in err
     assert (out / "validation.json").exists() and not (out / "model.json").exists()
+
+
+def test_a_run_stopped_by_its_topology_writes_every_problem_and_the_rows_at_fault(
+    run_cli, small_inputs, tmp_path
+):
+    incidents, topology = small_inputs
+    topology.write_text(
+        topology.read_text().replace("web,api,", "web,api;serach,").replace("\ncache,", "\nCache,")
+        + "cache,,data,data-team,false,,,,\n"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "quarantine.csv").write_text("an earlier run's\n")
+    code, stdout, err = run_cli(
+        "run", "--incidents", incidents, "--topology", topology, "--out", out,
+        "--as-of", "2026-06-01",
+    )  # fmt: skip
+    assert (code, stdout) == (2, "")
+    assert err.strip() == (
+        f"whatif: error: {topology}, row 2, column depends_on: depends_on names 'serach', which "
+        "is no service of the topology (fix the name, or give an external service a row of its "
+        "own or run with --allow-external-dependencies; 1 more problem in this file)"
+    )
+    stopped = json.loads((out / "validation.json").read_text())
+    assert stopped["status"] == "stopped" and stopped["error"] == err.strip()[15:]
+    assert len(stopped["problems"]) == 2 and "differ only in case" in stopped["problems"][1]
+    assert stopped["inputs"]["topology"]["quarantined_by_reason"] == {
+        "case_variant": 2,
+        "unknown_dependency": 1,
+    }
+    rows = (out / "quarantine.csv").read_text().splitlines()
+    assert rows[0].startswith("file,reason,row,service,depends_on")
+    assert [row.split(",")[1:3] for row in rows[1:]] == [
+        ["unknown_dependency", "2"], ["case_variant", "5"], ["case_variant", "6"],
+    ]  # fmt: skip
+
+
+def test_external_dependencies_are_an_opt_in_of_every_command(
+    run_cli, small_inputs, tmp_path, caplog
+):
+    incidents, topology = small_inputs
+    topology.write_text(topology.read_text().replace("web,api,", "web,api;stripe,"))
+    inputs = ("--incidents", incidents, "--topology", topology, "--as-of", "2026-06-01")
+    code, _, err = run_cli("validate", *inputs)
+    assert code == 2 and err.strip().endswith(
+        "depends_on names 'stripe', which is no service of the topology (fix the name, or give "
+        "an external service a row of its own or run with --allow-external-dependencies)"
+    )
+    code, _, err = run_cli("validate", *inputs, "--allow-external-dependencies")
+    assert code == 0, err
+    external = "taken as external leaf services (--allow-external-dependencies): 'stripe'"
+    assert caplog.text.count(external) == 1
+    model = tmp_path / "model.json"
+    assert run_cli("fit", *inputs, "--allow-external-dependencies", "--out", model)[0] == 0
+    assert "stripe" in {s.service for s in ModelDoc.model_validate_json(model.read_text()).services}
+    simulate = ("simulate", "--model", model, "--topology", topology, "--draws", "200")
+    code, _, err = run_cli(*simulate, "--out", tmp_path / "s.json")
+    assert code == 2 and "'stripe', which is no service of the topology" in err
+    code, _, err = run_cli(*simulate, "--out", tmp_path / "s.json", "--allow-external-dependencies")
+    assert code == 0, err
+
+
+def test_an_out_folder_without_write_permission_is_one_line(run_cli, small_inputs, tmp_path):
+    incidents, topology = small_inputs
+    if os.geteuid() == 0:  # root writes anywhere a mode allows nothing: take what it may not
+        locked = Path("/sys/whatif-out")
+    else:
+        (tmp_path / "locked").mkdir(mode=0o500)
+        locked = tmp_path / "locked" / "out"
+    code, _, err = run_cli(
+        "run", "--incidents", incidents, "--topology", topology, "--out", locked,
+    )  # fmt: skip
+    assert code == 2
+    assert re.fullmatch(
+        rf"whatif: error: --out {locked}: cannot write there \((Permission denied|Operation not "
+        r"permitted)\) \(name a folder you can write to\)",
+        err.strip(),
+    )
+
+
+def test_the_endpoint_flag_serves_the_inputs_too(aws_env, run_cli, tmp_path, monkeypatch):
+    import s3fs
+    from fakes.loopback import s3_refusing
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # only the flag says where
+    with s3_refusing("AccessDenied") as endpoint:
+        s3fs.S3FileSystem.clear_instance_cache()
+        try:
+            code, _, err = run_cli(
+                "run", "--incidents", "s3://data/incidents.csv", "--topology", SAMPLE_TOPOLOGY,
+                "--out", tmp_path / "out", "--endpoint-url", endpoint,
+            )  # fmt: skip
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()
+    assert code == 2
+    assert err.strip().startswith("whatif: error: s3://data/incidents.csv: access denied (check")

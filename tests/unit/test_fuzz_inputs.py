@@ -668,6 +668,7 @@ WELL_FORMED_ERRORS = (
     # A dependency must be a service of the topology (docs/data-contract.md).
     "which is no service of the topology",
     "joins services with ','",
+    "holds a ',', which no service name has",
     "differ only in case and would be two services",
 )
 

@@ -21,6 +21,7 @@ ENGINE_FIELDS = {
     "cascade_draws": (RunConfig, "cascade_draws"),
     "history_days": (RunConfig, "history_days"),
     "narrator": (RunConfig, "narrator"),
+    "allow_external_dependencies": (RunConfig, "allow_external_dependencies"),
     "cascade_window_minutes": (ModelSettings, "cascade_window_minutes"),
     "half_life_days": (ModelSettings, "half_life_days"),
     "backtest_horizon_days": (ModelSettings, "backtest_horizon_days"),

@@ -359,3 +359,58 @@ def test_publishing_to_an_unreachable_endpoint_is_the_users_to_fix(aws_env, tmp_
             publish.publish(tmp_path, ["report.md"], "s3://data/reports", date(2026, 11, 1), "r")
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
+
+
+def _publishable(tmp_path: Path) -> Path:
+    run = {"id": "r1", "date": "2026-11-30"}
+    return _run_folder(tmp_path, {"report.md": "# report\n", "scenarios.json": _scenarios(run)})
+
+
+def test_publishing_without_credentials_is_one_line(aws_env, run_cli, tmp_path, monkeypatch):
+    import s3fs
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        code, out, err = run_cli("publish", _publishable(tmp_path), "--to", "s3://data/reports")
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+    assert (code, out) == (2, "")
+    assert err.strip() == (
+        "whatif: error: s3://data/reports: no credentials for object storage (set "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE))"
+    )
+
+
+def test_publishing_where_the_credentials_may_not_write_is_one_line(aws_env, run_cli, tmp_path):
+    import s3fs
+    from fakes.loopback import s3_refusing
+
+    with s3_refusing("AccessDenied") as endpoint:
+        s3fs.S3FileSystem.clear_instance_cache()
+        try:
+            code, _, err = run_cli(
+                "publish", _publishable(tmp_path), "--to", "s3://data/reports",
+                "--endpoint-url", endpoint,
+            )  # fmt: skip
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()
+    assert code == 2 and err.strip() == (
+        "whatif: error: s3://data/reports: access denied (check AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and that they may write there: the user's "
+        "permissions, the bucket's policy)"
+    )
+
+
+def test_publishing_to_a_local_folder_that_cannot_be_made_is_one_line(run_cli, tmp_path):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    code, _, err = run_cli("publish", _publishable(tmp_path), "--to", a_file / "reports")
+    assert code == 2 and err.strip() == (
+        f"whatif: error: {a_file / 'reports'}: cannot write there (Not a directory) (name a "
+        "folder you can write to)"
+    )

@@ -53,6 +53,18 @@ def test_every_row_of_the_exercise_log_is_used_or_quarantined_with_its_reason(tm
         )
 
 
+def test_exercises_naming_no_service_are_one_warning_with_a_did_you_mean(tmp_path):
+    log = write(tmp_path, "exercises.csv", "date,scenario,team,outcome\n"
+                "2026-10-01,dbx:database,data,passed\n2026-10-02,wbe,web,passed\n"
+                "2026-10-03,dbx--capacity,data,failed\n2026-10-04,web,web,passed\n")  # fmt: skip
+    _, found, quarantined = readiness.load_exercises(str(log), ["db", "web", "api"], AS_OF)
+    assert [q["reason"] for q in quarantined] == ["unknown_service"] * 3
+    assert found["warnings"] == [
+        f"{log}: 3 exercises name no service of the topology and are quarantined: 'dbx' (rows "
+        "2, 4; did you mean 'db'?), 'wbe' (row 3; did you mean 'web'?)"
+    ]
+
+
 def test_exercise_credit_halves_every_90_days_and_depends_on_the_outcome():
     fresh = Exercise(TODAY, "db", None, "data", "passed")
     assert readiness.credit(fresh, TODAY) == 1.0
@@ -169,7 +181,7 @@ def test_selection_prefers_the_never_exercised_and_the_recently_failed():
     assert shown["s0--database"] == plain["s0--database"]["risk_score"]
 
 
-def test_a_run_with_an_exercise_log_writes_readiness_and_its_trend(run_cli, tmp_path):
+def test_a_run_with_an_exercise_log_writes_readiness_and_its_trend(run_cli, tmp_path, caplog):
     log = write(tmp_path, "exercises.csv", "date,scenario,team,outcome\n"
                 "2026-10-01,postgres-primary:database,data-platform,passed\n"
                 "2026-10-02,nosuch,data-platform,passed\n")  # fmt: skip
@@ -181,6 +193,8 @@ def test_a_run_with_an_exercise_log_writes_readiness_and_its_trend(run_cli, tmp_
             "--exercises", log, "--publish-to", published,
         )  # fmt: skip
         assert code == 0, err
+        if out == "first":  # said once, where the names are checked (after validation)
+            assert caplog.text.count("1 exercise names no service of the topology") == 1
     first = json.loads((tmp_path / "first" / "readiness.json").read_text())
     second = json.loads((tmp_path / "second" / "readiness.json").read_text())
     assert all(t["previous_score"] is None for t in first["teams"])

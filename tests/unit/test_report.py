@@ -245,3 +245,43 @@ def test_anchors_are_slugs_unique_in_order():
         "pull-requests--other": "pull-requests-other-2",
         "db--database": "db-database",
     }
+
+
+def test_anchors_never_take_a_section_of_the_report():
+    assert report.anchors(["Model Card", "readiness", "readiness"]) == {
+        "Model Card": "model-card-2",
+        "readiness": "readiness-3",  # the last of equal ids wins: ids are unique in a run
+    }
+
+
+def test_every_link_to_a_scenario_uses_its_slug_and_its_id_stays_as_it_was(tmp_path):
+    """A service named with a space and capitals: the table's links, the headings' anchors,
+    the checklists' and the tabletop packs' links back all use the slug; scenarios.json keeps
+    the id."""
+    topology = TOPOLOGY_CSV.replace("api,db;cache", "api,Main DB;cache").replace(
+        "\ndb,,data", "\nMain DB,,data"
+    )
+    out = tmp_path / "out"
+    pipeline.run_all(
+        pipeline.Inputs(
+            incidents=str(
+                write(tmp_path, "incidents.csv", INCIDENTS_CSV.replace(",db,", ",Main DB,"))
+            ),
+            topology=str(write(tmp_path, "topology.csv", topology)),
+        ),
+        out,
+        RunConfig(draws=200, scenarios=3, history_days=3650, what_if=(WhatIf("Main DB"),)),
+    )
+    ids = [s["id"] for s in json.loads((out / "scenarios.json").read_text())["scenarios"]]
+    main_db = next(i for i in ids if i.startswith("Main DB--"))
+    anchor = report.slug(main_db)
+    assert anchor.startswith("main-db-") and " " not in anchor
+    markdown = (out / "report.md").read_text()
+    assert f"](#{anchor})" in markdown and f'<a id="{anchor}"></a>' in markdown
+    assert "](#Main DB" not in markdown
+    html = (out / "report.html").read_text()
+    assert f'href="#{anchor}"' in html and f'id="{anchor}"' in html
+    pack = (out / "tabletop" / report.file_name(main_db)).read_text()
+    assert f"](../report.md#{anchor})" in pack
+    checklist = (out / "checklists" / "data-team.md").read_text()
+    assert f"[In the report](../report.md#{anchor})" in checklist

@@ -241,30 +241,98 @@ def test_object_storage_credentials_and_endpoints_are_the_users_to_fix(
     """exit 2 with what to check, never "internal error": no credentials, an endpoint that
     refuses connections (moto's S3 server, then a closed port)."""
     fresh_s3_clients()
+    without_credentials(monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    code, _, err = read_from_s3(run_cli, "s3://data/exports/incidents.csv")
+    assert code == 2, err
+    assert err.strip() == (
+        "whatif: error: s3://data/exports/incidents.csv: no credentials for object storage "
+        "(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE))"
+    )
+    fresh_s3_clients()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    closed = f"http://127.0.0.1:{free_port()}"  # nobody there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed)
+    code, _, err = read_from_s3(run_cli, "s3://data/exports/incidents.csv")
+    assert code == 2 and err.strip() == (
+        f"whatif: error: s3://data/exports/incidents.csv: cannot reach the object-storage "
+        f"endpoint {closed} (check AWS_ENDPOINT_URL or --endpoint-url, and that the server "
+        "is up)"
+    )
+    fresh_s3_clients()
 
-    topology = str(SAMPLE_TOPOLOGY)
+
+def test_a_missing_bucket_is_named_as_such(aws_env, run_cli):
+    fresh_s3_clients()
+    code, _, err = read_from_s3(run_cli, "s3://no-such-bucket/incidents.csv")
+    assert code == 2 and err.strip() == (
+        "whatif: error: s3://no-such-bucket/incidents.csv: no such bucket (check the bucket "
+        "name in the URL)"
+    )
+
+
+def test_a_bucket_that_refuses_the_credentials_is_the_users_to_fix(aws_env, run_cli, monkeypatch):
+    from fakes.loopback import s3_refusing
+
+    with s3_refusing("AccessDenied") as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        fresh_s3_clients()
+        code, _, err = read_from_s3(run_cli, "s3://data/exports/incidents.csv")
+    fresh_s3_clients()
+    assert code == 2 and err.strip() == (
+        "whatif: error: s3://data/exports/incidents.csv: access denied (check AWS_ACCESS_KEY_ID "
+        "and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and that they may read it: the user's "
+        "permissions, the bucket's policy)"
+    )
+
+
+def test_the_servers_reason_wins_over_the_permission_error_s3fs_makes_of_it():
+    from botocore.exceptions import ClientError
+
+    refused = ClientError({"Error": {"Code": "InvalidAccessKeyId", "Message": "no"}}, "GetObject")
+    try:
+        raise PermissionError("no") from refused
+    except PermissionError as error:
+        mapped = sources.storage_error(error, "s3://b/k", None)
+    assert str(mapped) == (
+        "s3://b/k: the object-storage credentials are not valid (check AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE))"
+    )
+
+
+def test_the_dags_storage_errors_name_its_connection():
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    no_credentials = sources.storage_error(NoCredentialsError(), "s3://b/k", "whatif_data")
+    assert str(no_credentials) == (
+        "s3://b/k: no credentials for object storage (give the Airflow connection whatif_data "
+        "an access key id (login) and secret (password), or the workers' AWS_* variables)"
+    )
+    try:  # as s3fs raises it: the botocore error is the cause of another
+        raise OSError("connection failed") from EndpointConnectionError(
+            endpoint_url="http://minio:9000/b/k"
+        )
+    except OSError as error:
+        unreachable = sources.storage_error(error, "s3://b/k", "whatif_data")
+    assert str(unreachable) == (
+        "s3://b/k: cannot reach the object-storage endpoint http://minio:9000 (check the "
+        "endpoint_url of the Airflow connection whatif_data and that the server is up)"
+    )
+    assert sources.storage_error(ValueError("a bug"), "s3://b/k", None) is None
+
+
+def without_credentials(monkeypatch) -> None:
+    """No AWS credentials anywhere boto looks (variables, files, instance metadata)."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    code, _, err = run_cli("validate", "--incidents", "s3://data/exports/incidents.csv",
-                           "--topology", topology)  # fmt: skip
-    assert code == 2, err
-    assert err.strip() == (
-        "whatif: error: s3://data/exports/incidents.csv: no credentials for object storage "
-        "(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or define the "
-        "Airflow connection)"
-    )
-    fresh_s3_clients()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
-    code, _, err = run_cli("validate", "--incidents", "s3://data/exports/incidents.csv",
-                           "--topology", topology)  # fmt: skip
-    assert code == 2 and "cannot reach the object-storage endpoint (check AWS_ENDPOINT_URL" in err
-    fresh_s3_clients()
+
+
+def read_from_s3(run_cli, url: str) -> tuple[int, str, str]:
+    return run_cli("validate", "--incidents", url, "--topology", str(SAMPLE_TOPOLOGY))
 
 
 def fresh_s3_clients() -> None:

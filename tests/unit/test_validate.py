@@ -24,10 +24,12 @@ I12,api,2026-04-03T08:00:00Z,2026-04-03T09:00:00Z,whatever,other,odd severity,I4
 """
 
 
-def _validate(folder: Path, incidents_text: str, topology_text: str = TOPOLOGY_CSV):
+def _validate(
+    folder: Path, incidents_text: str, topology_text: str = TOPOLOGY_CSV, **options: bool
+):
     incidents = ingest.load_incidents(write(folder, "incidents.csv", incidents_text))
     topology = ingest.load_topology(write(folder, "topology.csv", topology_text))
-    return validate.validate(incidents, topology, AS_OF, 730)
+    return validate.validate(incidents, topology, AS_OF, 730, **options)
 
 
 def test_clean_input_is_used_whole(tmp_path):
@@ -122,7 +124,8 @@ def test_notebook_cycle_is_warned_once_and_does_not_stop_the_run():
         (
             "web,api;serach,",
             "row 2, column depends_on: depends_on names 'serach', which is no service of the "
-            "topology (fix the name, or give an external service a row of its own)",
+            "topology (fix the name, or give an external service a row of its own or run with "
+            "--allow-external-dependencies)",
         ),
         (
             "web,APi,",
@@ -138,6 +141,11 @@ def test_notebook_cycle_is_warned_once_and_does_not_stop_the_run():
             'web,"api,cache",',
             "row 2, column depends_on: depends_on 'api,cache' joins services with ',' "
             "(separate dependencies with ';': api;cache)",
+        ),
+        (
+            'web,"api,stripe",',
+            "row 2, column depends_on: depends_on 'api,stripe' holds a ',', which no service "
+            "name has (separate dependencies with ';': api;stripe)",
         ),
     ],
 )
@@ -484,3 +492,101 @@ def test_service_names_that_read_like_a_sentence_or_a_link_are_warned(tmp_path):
     assert len(warned) == 1
     assert "'Visit www.githubstatus.com for more information'" in warned[0]
     assert "Git Operations" not in warned[0]
+
+
+def test_a_very_long_service_name_is_warned_like_a_sentence(tmp_path):
+    name = "Service " + "x" * 80
+    result = _validate(tmp_path, INCIDENTS_CSV, TOPOLOGY_CSV + f"{name},,,,,,,,\n")
+    warned = [w for w in result.report["warnings"] if "read like a sentence" in w]
+    assert len(warned) == 1 and "'Service xxxxx" in warned[0]
+
+
+def test_external_dependencies_allowed_become_leaf_services_named_in_one_warning(tmp_path):
+    topology = TOPOLOGY_CSV.replace("web,api,", "web,api;stripe;dbb,").replace(
+        "api,db;cache,", "api,db;cache;stripe,"
+    )
+    result = _validate(tmp_path, INCIDENTS_CSV, topology, allow_external=True)
+    assert result.topology.dependents_of("stripe") == ["api", "web"]
+    assert result.topology.dependencies_of("stripe") == []  # a leaf
+    assert set(result.topology.implicit) == {"stripe", "dbb"}
+    warned = [w for w in result.report["warnings"] if "external leaf" in w]
+    assert warned == [
+        f"{tmp_path / 'topology.csv'}: 2 dependencies without a row of their own, taken as "
+        "external leaf services (--allow-external-dependencies): 'stripe' (rows 2, 3), 'dbb' "
+        "(row 2; did you mean 'db'?)"
+    ]
+    assert result.report["inputs"]["topology"]["rows_used"] == 4
+
+
+@pytest.mark.parametrize(
+    ("depends_on", "message"),
+    [
+        (
+            "api;DB",
+            "row 2, column depends_on: depends_on names 'DB', which is no service of the "
+            "topology (did you mean 'db'?)",
+        ),
+        (
+            '"api,stripe"',
+            "row 2, column depends_on: depends_on 'api,stripe' holds a ',', which no service "
+            "name has (separate dependencies with ';': api;stripe)",
+        ),
+        (
+            "api;Stripe;stripe",
+            "row 2, column depends_on: depends_on names 'Stripe' (row 2) and 'stripe' differ "
+            "only in case and would be two services (give the service one name in every row)",
+        ),
+    ],
+)
+def test_allowed_external_dependencies_still_refuse_commas_and_case_variants(
+    tmp_path, depends_on, message
+):
+    topology = TOPOLOGY_CSV.replace("web,api,", f"web,{depends_on},")
+    with pytest.raises(UserError) as error:
+        _validate(tmp_path, INCIDENTS_CSV, topology, allow_external=True)
+    assert str(error.value) == f"{tmp_path / 'topology.csv'}, {message}"
+
+
+def test_a_soft_dependency_that_is_no_service_names_its_own_column(tmp_path):
+    topology = "service,depends_on,soft_depends_on\nweb,api,cahce\napi,db;cache,\ndb,,\ncache,,\n"
+    with pytest.raises(UserError) as error:
+        _validate(tmp_path, INCIDENTS_CSV, topology)
+    assert str(error.value) == (
+        f"{tmp_path / 'topology.csv'}, row 2, column soft_depends_on: soft_depends_on names "
+        "'cahce', which is no service of the topology (did you mean 'cache'?)"
+    )
+
+
+def test_every_topology_problem_is_found_at_once_and_its_rows_set_aside(tmp_path):
+    """The error names the first problem and counts the others; the rest is for the stopped
+    run's validation.json (every line) and quarantine.csv (the rows at fault, as read)."""
+    topology = (
+        TOPOLOGY_CSV.replace("web,api,", "web,dbb;search,")
+        + "Cache,,data,data-team,false,,,,\n"
+        + ",db,,,,,,,\n"
+    )
+    path = tmp_path / "topology.csv"
+    with pytest.raises(UserError) as error:
+        _validate(tmp_path, INCIDENTS_CSV, topology)
+    assert str(error.value) == (
+        f"{path}, row 7, column service: every topology row needs a service name (fix the file "
+        "and run again; 3 more problems in this file)"
+    )
+    partial = error.value.partial
+    assert partial["problems"][1:] == [  # the hard checks first, then in the file's order
+        f"{path}, row 2, column depends_on: depends_on names 'dbb', which is no service of the "
+        "topology (did you mean 'db'?)",
+        f"{path}, row 2, column depends_on: depends_on names 'search', which is no service of "
+        "the topology (fix the name, or give an external service a row of its own or run with "
+        "--allow-external-dependencies)",
+        f"{path}, row 6, column service: services 'cache' (row 5) and 'Cache' differ only in "
+        "case and would be two services (give the service one name in every row)",
+    ]
+    quarantine = partial["quarantine"]
+    assert dict(zip(quarantine["row"], quarantine["reason"], strict=True)) == {
+        2: "unknown_dependency", 5: "case_variant", 6: "case_variant", 7: "missing_service",
+    }  # fmt: skip
+    assert set(quarantine["file"]) == {str(path)}
+    assert list(quarantine["service"]) == ["web", "cache", "Cache", ""]  # the rows as read
+    counts = partial["inputs"]["topology"]
+    assert (counts["rows_read"], counts["rows_quarantined"]) == (6, 4)
