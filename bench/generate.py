@@ -8,9 +8,11 @@ forked child's, so a parent that held the inputs would inflate every figure.
 - fit:      the topology as a contract CSV (soft edges, created_at) and about --rows incidents
   in the clean validated format (incidents.parquet): bench_fit.py's;
 - validate: the topology CSV and about --rows incidents as a user's export (incidents.csv):
-  spelling variants, mixed timestamp formats and vocabularies, ~2 % bad rows: bench_validate's.
+  spelling variants, mixed timestamp formats and vocabularies, ~2 % bad rows: bench_validate's;
+- fleet:    a fleet of --services with shared infrastructure hubs (topology.csv) and about --rows
+  incidents as a user's export (incidents.csv): bench_commands.py's, for the CLI end to end.
 
-    PYTHONPATH=plugins .venv/bin/python bench/generate.py {simulate,fit,validate} --dir DIR
+    PYTHONPATH=plugins .venv/bin/python bench/generate.py {simulate,fit,validate,fleet} --dir DIR
         [--rows N] [--services N] [--dependencies D] [--named-zone-share S]
 
 It prints a JSON object of facts about what it wrote (counts, seconds, a "summary" line).
@@ -346,16 +348,60 @@ def validate_inputs(folder: Path, n: int, named_share: float) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- fleet
+
+FLEET_SEED = 23
+FLEET_HUBS = 5  # shared infrastructure services (DNS, identity, ...) many services depend on
+FLEET_HUB_SHARE = 0.1  # of the services above the foundations, on each hub
+INCIDENTS_PER_SERVICE = 15  # 75,000 incidents at 5,000 services: two years of a busy fleet
+
+
+def fleet_inputs(folder: Path, n: int, services: int, dependencies: float) -> dict:
+    """A fleet as a user hands it to `whatif`: topology.csv (a layered DAG with shared
+    infrastructure hubs, a quarter of the edges soft) and incidents.csv of about n rows as a
+    user's export (spelling variants, mixed timestamps and vocabularies, ~2 % bad rows):
+    bench_commands' inputs."""
+    began = time.perf_counter()
+    rng = np.random.default_rng(FLEET_SEED + services)
+    frame = synthetic.layered_topology(
+        services, dependencies, rng, hubs=FLEET_HUBS, hub_share=FLEET_HUB_SHARE
+    )
+    topology_frame = synthetic.contract_topology(frame, rng, soft_share=SOFT_EDGE_SHARE)
+    topology_frame.to_csv(folder / "topology.csv", index=False)
+    topology = Topology.from_frame(ingest.load_topology(folder / "topology.csv").frame)
+    process = dataclasses.replace(SIZED, incidents=n - int(n * BAD["duplicate"]))
+    history = synthetic.fleet_history(topology, process, rng)
+    incidents, injected = contract_incidents(history.incidents, n, rng, 0.0)
+    incidents.to_csv(folder / "incidents.csv", index=False)
+    size = (folder / "incidents.csv").stat().st_size
+    edges = len(topology.edge_dependency)
+    dependents = np.bincount(topology.edge_dependency, minlength=topology.size)
+    return {
+        "rows": len(incidents),
+        "services": topology.size,
+        "edges": edges,
+        "hubs": FLEET_HUBS,
+        "max_dependents": int(dependents.max()),
+        "bytes": size,
+        "injected": injected,
+        "generate_s": time.perf_counter() - began,
+        "summary": f"{topology.size:,} services, {edges:,} edges, {len(incidents):,} incidents "
+        f"({size / 2**20:.0f} MiB)",
+    }
+
+
 # --------------------------------------------------------------------------- command line
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("simulate", "fit", "validate"))
+    parser.add_argument("kind", choices=("simulate", "fit", "validate", "fleet"))
     parser.add_argument("--dir", type=Path, required=True, help="where to write the inputs")
     parser.add_argument("--rows", type=int, default=100_000, help="incidents (fit, validate)")
     parser.add_argument("--services", type=int, default=5000, help="(simulate, fit)")
-    parser.add_argument("--dependencies", type=float, default=4.0, help="per service (simulate)")
+    parser.add_argument(
+        "--dependencies", type=float, default=4.0, help="per service (simulate, fleet)"
+    )
     parser.add_argument("--named-zone-share", type=float, default=0.0, help="(validate)")
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -363,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         "simulate": lambda: simulate_inputs(args.dir, args.services, args.dependencies),
         "fit": lambda: fit_inputs(args.dir, args.rows, args.services),
         "validate": lambda: validate_inputs(args.dir, args.rows, args.named_zone_share),
+        "fleet": lambda: fleet_inputs(args.dir, args.rows, args.services, args.dependencies),
     }[args.kind]()
     print(json.dumps(facts, default=str))
     return 0

@@ -298,20 +298,24 @@ def team_checklists(
     """Per team paged by some scenario: those scenarios (report order), whether the team owns
     the trigger, and the checklist items for its on-call plus the roles everyone shares."""
     teams: dict[str, list[dict[str, Any]]] = {}
+    known = set(owners.values())
     for number, scenario in enumerate(scenarios, start=1):
         roots = [t["service"] for t in (scenario["trigger"], scenario.get("co_trigger")) if t]
         owning = {owners[r] for r in roots if owners.get(r)}
+        whose = [(item, _role_teams(item["role"], known)) for item in scenario["checklist"]]
         for team in sorted(set(scenario["impact"]["teams_paged"]) | owning):
-            actions = [
-                item
-                for item in scenario["checklist"]
-                if item["role"].startswith(f"{team} ")
-                or not any(item["role"].startswith(f"{t} ") for t in owners.values())
-            ]
+            actions = [item for item, of in whose if team in of or not of]
             teams.setdefault(team, []).append(
                 {"number": number, "s": scenario, "owns": team in owning, "actions": actions}
             )
     return dict(sorted(teams.items()))
+
+
+def _role_teams(role: str, teams: set[str]) -> set[str]:
+    """The teams a checklist role belongs to: those its text starts with, then a space
+    ("payments on-call" is payments'); empty for a role everyone shares (incident commander).
+    Looked up by the role's own prefixes, not by every team of a large fleet."""
+    return {role[:i] for i, char in enumerate(role) if char == " " and role[:i] in teams}
 
 
 def file_name(name: str) -> str:

@@ -8,6 +8,7 @@ vectorise over edges.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -32,8 +33,9 @@ class Topology:
             return np.full(len(self.edge_dependency), "unknown", dtype=object)
         return self.edge_criticality
 
-    @property
+    @functools.cached_property
     def index(self) -> dict[str, int]:
+        """Each service's number (built once: stages look names up in loops)."""
         return {name: i for i, name in enumerate(self.services)}
 
     @property
@@ -42,34 +44,50 @@ class Topology:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> Topology:
-        """Build from a normalised topology frame (service, depends_on as lists, attributes)."""
-        declared = [str(s) for s in frame["service"]]
-        named = [dep for deps in frame["depends_on"] for dep in deps]
-        implicit = tuple(dict.fromkeys(d for d in named if d not in set(declared)))
+        """Build from a normalised topology frame (service, depends_on as lists, attributes).
+        Vectorised: linear in services and edges (a fleet of 20,000 services in well under a
+        second)."""
+        declared = np.array([str(s) for s in frame["service"]], dtype=object)
+        degree = np.fromiter(
+            (len(d) for d in frame["depends_on"]), dtype=np.int64, count=len(frame)
+        )
+        named = _flat(frame["depends_on"], degree)
+        caller = np.repeat(declared, degree)
         # Sorted, so that results do not depend on the order rows arrive in (a file and a
         # database query of the same topology give the same scenarios).
-        services = tuple(sorted(set(declared) | set(implicit)))
-        index = {name: i for i, name in enumerate(services)}
-        pairs = sorted(
-            (index[dep], index[svc])
-            for svc, deps in zip(declared, frame["depends_on"], strict=True)
-            for dep in deps
-            if dep != svc
+        is_declared = (
+            pd.Index(declared).get_indexer(named) >= 0 if len(named) else np.zeros(0, bool)
         )
-        dependency = np.array([p[0] for p in pairs], dtype=np.int64)
-        dependent = np.array([p[1] for p in pairs], dtype=np.int64)
+        implicit = tuple(pd.unique(named[~is_declared]).tolist()) if len(named) else ()
+        services = tuple(sorted(set(declared.tolist()) | set(implicit)))
+        lookup = pd.Index(services)
+        keep = named != caller
+        dependency = lookup.get_indexer(named[keep]).astype(np.int64)
+        dependent = lookup.get_indexer(caller[keep]).astype(np.int64)
+        order = np.lexsort((dependent, dependency))  # by dependency, then dependent
+        dependency, dependent = dependency[order], dependent[order]
         attributes = _attributes(frame, services, dependency)
-        return cls(
-            services, dependency, dependent, attributes, implicit, _criticality(frame, pairs, index)
-        )
+        criticality = _criticality(frame, dependency, dependent, lookup)
+        return cls(services, dependency, dependent, attributes, implicit, criticality)
+
+    @functools.cached_property
+    def _dependents(self) -> list[np.ndarray]:
+        """Per service, the numbers of its dependents (edges are sorted by dependency)."""
+        bounds = np.searchsorted(self.edge_dependency, np.arange(1, self.size))
+        return np.split(self.edge_dependent, bounds)
+
+    @functools.cached_property
+    def _dependencies(self) -> list[np.ndarray]:
+        """Per service, the numbers of its dependencies, in service order."""
+        order = np.lexsort((self.edge_dependency, self.edge_dependent))
+        bounds = np.searchsorted(self.edge_dependent[order], np.arange(1, self.size))
+        return np.split(self.edge_dependency[order], bounds)
 
     def dependents_of(self, service: str) -> list[str]:
-        i = self.index[service]
-        return [self.services[j] for j in self.edge_dependent[self.edge_dependency == i]]
+        return [self.services[j] for j in self._dependents[self.index[service]]]
 
     def dependencies_of(self, service: str) -> list[str]:
-        i = self.index[service]
-        return [self.services[j] for j in self.edge_dependency[self.edge_dependent == i]]
+        return [self.services[j] for j in self._dependencies[self.index[service]]]
 
     def cycles(self) -> list[list[str]]:
         """Groups of services that depend on each other in a loop (strongly connected)."""
@@ -85,42 +103,56 @@ class Topology:
         return [sorted(g) for g in groups.values() if len(g) > 1]
 
     def attribute(self, service: str, name: str) -> object:
-        value = self.attributes.at[service, name]
+        """A service's attribute, None when not given (read from a column's list: stages ask
+        for thousands)."""
+        value = self._columns[name][self.index[service]]
         if isinstance(value, float) and math.isnan(value):
             return None
         return value or None
 
+    @functools.cached_property
+    def _columns(self) -> dict[str, list]:
+        return {name: self.attributes[name].tolist() for name in self.attributes.columns}
+
     def to_frame(self) -> pd.DataFrame:
         """The normalised topology as a contract-format table (for staging and reports)."""
         rows = self.attributes.copy()
-        rows.insert(0, "depends_on", [";".join(self.dependencies_of(s)) for s in self.services])
+        names = np.array(self.services, dtype=object)
+        rows.insert(0, "depends_on", [";".join(names[d]) for d in self._dependencies])
         rows["user_facing"] = rows["user_facing"].map(lambda v: "true" if v else "false")
         rows["created_at"] = rows["created_at"].map(lambda t: t.isoformat() if pd.notna(t) else "")
         if self.edge_criticality is not None:
             soft = self.edge_criticality == "soft"
-            rows["soft_depends_on"] = [
-                ";".join(
-                    self.services[u]
-                    for u in self.edge_dependency[soft & (self.edge_dependent == i)]
-                )
-                for i in range(self.size)
-            ]
+            lists = (
+                pd.Series(names[self.edge_dependency[soft]])
+                .groupby(self.edge_dependent[soft], sort=True)
+                .agg(lambda group: ";".join(sorted(group)))
+            )
+            rows["soft_depends_on"] = lists.reindex(range(self.size), fill_value="").tolist()
         return rows.reset_index(names="service")
 
 
+def _flat(lists: pd.Series, degree: np.ndarray) -> np.ndarray:
+    """The names of a column of lists, one after another (as an object array)."""
+    if not degree.sum():
+        return np.zeros(0, dtype=object)
+    return np.concatenate([np.asarray(d, dtype=object) for d in lists if len(d)])
+
+
 def _criticality(
-    frame: pd.DataFrame, pairs: list[tuple[int, int]], index: dict[str, int]
+    frame: pd.DataFrame, dependency: np.ndarray, dependent: np.ndarray, lookup: pd.Index
 ) -> np.ndarray | None:
     """Each edge's criticality from the rows' soft_depends_on lists (None when not given)."""
     if "soft_depends_on" not in frame or not frame["soft_depends_on"].map(bool).any():
         return None
-    soft = {
-        (index[dep], index[str(svc)])
-        for svc, deps in zip(frame["service"], frame["soft_depends_on"], strict=True)
-        for dep in (deps or [])
-        if dep != svc and dep in index
-    }
-    return np.array(["soft" if pair in soft else "hard" for pair in pairs], dtype=object)
+    lists = frame["soft_depends_on"].map(lambda deps: deps or [])
+    degree = lists.map(len).to_numpy(dtype=np.int64)
+    soft_dependency = lookup.get_indexer(_flat(lists, degree))
+    soft_dependent = lookup.get_indexer(np.repeat(frame["service"].astype(str).to_numpy(), degree))
+    known = (soft_dependency >= 0) & (soft_dependency != soft_dependent)
+    n = len(lookup)
+    soft = np.isin(dependency * n + dependent, soft_dependency[known] * n + soft_dependent[known])
+    return np.where(soft, "soft", "hard").astype(object)
 
 
 def _attributes(

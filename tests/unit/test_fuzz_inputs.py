@@ -107,7 +107,7 @@ EXERCISE_REASONS = {
 }
 INCIDENT_REASONS = {
     check.reason
-    for check in validate.incident_checks([], pd.Timestamp(AS_OF_TIME))
+    for check in validate.incident_checks(pd.Timestamp(AS_OF_TIME))
     if check.level == "soft"
 } | {"duplicate", "outside_window"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pandas as pd
@@ -179,3 +180,19 @@ def test_missing_and_empty_files_are_user_errors(tmp_path: Path):
 def test_dependencies_are_split_trimmed_and_deduplicated():
     assert ingest.split_dependencies(" a; b ;;a ") == ["a", "b"]
     assert ingest.split_dependencies("") == []
+
+
+def test_clean_text_folds_every_white_space_python_knows() -> None:
+    """Arrow's kernels fold what Python's `\\s` matches (RE2's `\\s` is ASCII only): every such
+    character, alone, in runs, at the ends; other characters (a zero-width space, a letter)
+    stay."""
+    import re
+
+    spaces = [chr(c) for c in range(0x110000) if re.fullmatch(r"\s", chr(c))]
+    cells = [f"{c}a{c}{c}b {c}" for c in spaces] + ["\u200bx\u00a0\u3000y\r\n", "", "plain"]
+    cells += [
+        "".join(random.Random(k).choices(["x", " ", "\t", "\u00a0", "é"], k=12)) for k in range(50)
+    ]
+    got = ingest.clean_text(pd.Series(cells, dtype=str)).tolist()
+    assert got == [re.sub(r"\s+", " ", cell).strip() for cell in cells]
+    assert got[0] == "a b" and got[len(spaces)] == "\u200bx y"

@@ -285,3 +285,30 @@ def test_every_link_to_a_scenario_uses_its_slug_and_its_id_stays_as_it_was(tmp_p
     assert f"](../report.md#{anchor})" in pack
     checklist = (out / "checklists" / "data-team.md").read_text()
     assert f"[In the report](../report.md#{anchor})" in checklist
+
+
+def test_team_checklists_give_each_team_its_own_items_and_the_shared_roles() -> None:
+    """A team's checklist holds its own on-call's items and the roles everyone shares, never
+    another team's, also when one team's name starts another's or holds a space."""
+    items = [
+        {"role": "payments on-call", "action": "fail over the ledger"},
+        {"role": "payments-eu on-call", "action": "drain eu"},
+        {"role": "search team on-call", "action": "freeze the index"},
+        {"role": "incident commander", "action": "open the bridge"},
+    ]
+    scenario = {
+        "trigger": {"service": "ledger"},
+        "co_trigger": None,
+        "impact": {"teams_paged": ["payments-eu", "search team"]},
+        "checklist": items,
+    }
+    owners = {"ledger": "payments", "eu": "payments-eu", "index": "search team", "x": "ops"}
+    teams = report.team_checklists([scenario], owners)
+    assert sorted(teams) == ["payments", "payments-eu", "search team"]
+    actions = {team: [i["action"] for i in e[0]["actions"]] for team, e in teams.items()}
+    assert actions == {
+        "payments": ["fail over the ledger", "open the bridge"],
+        "payments-eu": ["drain eu", "open the bridge"],
+        "search team": ["freeze the index", "open the bridge"],
+    }
+    assert teams["payments"][0]["owns"] and not teams["payments-eu"][0]["owns"]

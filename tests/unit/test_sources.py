@@ -341,3 +341,17 @@ def fresh_s3_clients() -> None:
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_csv_cells_stay_as_written_in_every_column(tmp_path) -> None:
+    """Columns pandas would read as numbers or booleans (read again as text, the fast path
+    reads only text columns as text) keep the file's text: leading zeros, trailing zeros,
+    exponents, spaces inside, words that look like booleans; an empty cell stays empty."""
+    path = tmp_path / "incidents.csv"
+    path.write_text("a,b,c,d,e\n007,1.50,x,True,1e3\n,2,y,False,\n3, 4e2 ,z,,NaN\n")
+    frame = sources.read_table(str(path))
+    assert frame.drop(columns="_row").to_dict("records") == [
+        {"a": "007", "b": "1.50", "c": "x", "d": "True", "e": "1e3"},
+        {"a": "", "b": "2", "c": "y", "d": "False", "e": ""},
+        {"a": "3", "b": "4e2 ", "c": "z", "d": "", "e": "NaN"},
+    ]

@@ -70,12 +70,23 @@ def tiered_topology(rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray,
     return frame, dependency_array, dependent_array
 
 
-def layered_topology(n: int, dependencies: float, rng: np.random.Generator) -> pd.DataFrame:
+def layered_topology(
+    n: int,
+    dependencies: float,
+    rng: np.random.Generator,
+    hubs: int = 0,
+    hub_share: float = 0.0,
+) -> pd.DataFrame:
     """A layered DAG of n services (svc-00000, ...) with `dependencies` per service on average:
     log2(n) layers, the foundations (layer 0) depend on nothing, a service in layer L > 0 on
     1 + Poisson(lam) distinct services below it, each drawn from the layer just below with
     probability 1/2 and from all the layers below otherwise; the top layer is user facing (5 %
-    of the services leave user_facing unset, for the engine's inference)."""
+    of the services leave user_facing unset, for the engine's inference).
+
+    With `hubs`, the first `hubs` foundations are shared infrastructure (DNS, identity, a
+    database proxy, as real platforms have): every service above layer 0 also depends on each
+    with probability `hub_share` (on top of `dependencies`). Without them no draw is added, so
+    the graphs of a seed stay as they were."""
     n_layers = max(3, round(math.log2(n)))
     layer = np.sort(rng.integers(0, n_layers, size=n))
     layer[: max(1, n // (2 * n_layers))] = 0  # enough foundations
@@ -96,6 +107,11 @@ def layered_topology(n: int, dependencies: float, rng: np.random.Generator) -> p
         low = np.where(rng.random(len(service)) < 0.5, just_below[service], 0)
         pick = low + (rng.random(len(service)) * (below[service] - low)).astype(np.int64)
         keys = np.union1d(keys, service * n + pick)  # sorted by dependent, then dependency
+    if hubs:
+        hub = np.tile(np.arange(min(hubs, int((layer == 0).sum()))), (n, 1))
+        service = np.broadcast_to(np.arange(n)[:, None], hub.shape)
+        picked = upper[:, None] & (rng.random(hub.shape) < hub_share)
+        keys = np.union1d(keys, service[picked] * n + hub[picked])
     names = np.array([f"svc-{i:05d}" for i in range(n)], dtype=object)
     dependent, dependency = keys // n, keys % n
     depends_on = np.split(names[dependency], np.searchsorted(dependent, np.arange(1, n)))
