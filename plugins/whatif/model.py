@@ -761,12 +761,13 @@ def label_counts(
     labels: pd.Series, groups: pd.Series, services: tuple[str, ...], vocabulary: tuple[str, ...]
 ) -> np.ndarray:
     """How many rows of each service (rows) carry each label of the vocabulary (columns)."""
-    known = labels.isin(vocabulary)
-    return (
-        pd.crosstab(groups[known], labels[known])
-        .reindex(index=list(services), columns=list(vocabulary), fill_value=0)
-        .to_numpy(np.int64)
+    row = pd.Index(services).get_indexer(groups)  # -1: not a service, or missing
+    column = pd.Index(vocabulary).get_indexer(labels)  # -1: not in the vocabulary
+    known = (row >= 0) & (column >= 0)
+    cells = np.bincount(
+        row[known] * len(vocabulary) + column[known], minlength=len(services) * len(vocabulary)
     )
+    return cells.reshape(len(services), len(vocabulary)).astype(np.int64)
 
 
 def shrunk_multipliers(

@@ -185,6 +185,28 @@ def _wrap(name: str, width: int = 16) -> str:
     return f"{name[: cut + 1]}\n{name[cut + 1 :]}"
 
 
+# A blast-radius picture draws at most this many services besides the roots: a shared
+# service's cascade can reach hundreds, which no reader can follow in one picture (and which
+# took seconds to draw); the report's table lists them all.
+MAX_DRAWN_SERVICES = 30
+
+
+def _most_likely_hit(
+    probability: dict[str, float], roots: list[str]
+) -> tuple[dict[str, float], tuple[int, float] | None]:
+    """The services to draw (at most MAX_DRAWN_SERVICES besides the roots, the most likely
+    hit first, ties by name) and, when some are left out, how many and the highest chance
+    among them."""
+    ranked = sorted(
+        ((name, share) for name, share in probability.items() if name not in roots),
+        key=lambda item: (-item[1], item[0]),
+    )
+    kept = dict(ranked[:MAX_DRAWN_SERVICES])
+    kept |= {root: probability[root] for root in roots if root in probability}
+    rest = ranked[MAX_DRAWN_SERVICES:]
+    return kept, ((len(rest), rest[0][1]) if rest else None)
+
+
 def blast_radius_svg(
     scenario: dict[str, Any], edges: list[tuple[str, str]], user_facing: set[str]
 ) -> str:
@@ -205,7 +227,7 @@ def blast_radius_svg(
     import matplotlib
 
     roots = [t["service"] for t in (scenario["trigger"], scenario.get("co_trigger")) if t]
-    probability = scenario["impact"]["affected_probability"]
+    probability, left_out = _most_likely_hit(scenario["impact"]["affected_probability"], roots)
     layers = cascade_layers(roots, probability, edges)
     drawn = [(a, b) for a, b in sorted(set(edges)) if a in layers and b in layers and a != b]
     reached = max(_distances(roots, set(layers), drawn).values(), default=0)
@@ -216,8 +238,19 @@ def blast_radius_svg(
     wrapped = any("\n" in _wrap(name) for name in layers)
     pitch = 0.95 if wrapped else 0.8  # inches between the rows of a column
     column_pitch = 1.5
-    width = max(WIDTH, column_pitch * len(columns) + 0.4)
-    top, bottom = 0.95, 1.05  # title and column headers; colour bar and legend
+    trigger = scenario["trigger"]
+    title = f"Blast radius: {trigger['service']} fails ({trigger.get('failure_mode', '?')})"
+    if scenario.get("co_trigger"):
+        title += f"\nwith {scenario['co_trigger']['service']} at the same time"
+    if left_out:
+        title += (
+            f"\ndrawn: the {len(probability) - len(roots)} services most likely hit;\n"
+            f"{left_out[0]} more (each hit in at most {_percent(left_out[1])}) are in the report"
+        )
+    # Wide enough for the title too (about 0.1 inch a character at 12 points).
+    longest = max(len(line) for line in title.splitlines())
+    width = max(WIDTH, column_pitch * len(columns) + 0.4, 0.1 * longest)
+    top, bottom = 0.95 + (0.5 if left_out else 0.0), 1.05  # title and headers; colour bar
     height = top + bottom + pitch * widest
     figure = plt.figure(figsize=(width, height), dpi=100)
     axes = figure.add_axes((0.02, bottom / height, 0.96, (height - top - bottom) / height))
@@ -291,10 +324,6 @@ def blast_radius_svg(
         else:
             header = f"{layer} step" + ("s" if layer > 1 else "")
         axes.text(layer * column_pitch, header_y, header, ha="center", va="bottom", fontsize=10)
-    trigger = scenario["trigger"]
-    title = f"Blast radius: {trigger['service']} fails ({trigger.get('failure_mode', '?')})"
-    if scenario.get("co_trigger"):
-        title += f"\nwith {scenario['co_trigger']['service']} at the same time"
     figure.suptitle(title, fontsize=12, y=1 - 0.12 / height, va="top")
     # The colour bar (left) and the shapes (right), a fixed 0.18 inch high band at the bottom.
     bar = figure.add_axes((0.06, 0.55 / height, 0.42, 0.18 / height))

@@ -313,8 +313,9 @@ def candidate_scenarios(
         cascades = simulate_cascades(model_doc, topology, config.cascade_draws, rng, progress)
     candidates = []
     known = bool(arrays["severity_known"])
+    summary = cascade_summary(cascades)
     for i, name in enumerate(topology.services):
-        facts = _impact_facts(cascades[i], topology, known)
+        facts = _impact_facts(cascades[i], topology, known, summary, i)
         for j, mode in enumerate(FAILURE_MODES):
             p = float(probability[i, j])
             candidates.append(
@@ -450,13 +451,51 @@ def scenario_id(service: str, mode: str) -> str:
     return f"{service}--{mode}"
 
 
+def cascade_summary(cascades: list[CascadeStats]) -> dict[str, np.ndarray]:
+    """Per trigger, what its impact facts quote of its cascades: p50 and p90 of duration,
+    blast radius, traffic share and budget burn (NaN where no cascade reaches a service with
+    the attribute), the mean impact and the share of each severity. Computed for all
+    triggers at once (one percentile call per measure, not one per service)."""
+    n = len(cascades)
+
+    def stacked(field: str, dtype: Any = None) -> np.ndarray:
+        values = np.stack([getattr(c, field) for c in cascades]) if n else np.zeros((0, 1))
+        return values if dtype is None else values.astype(dtype)
+
+    def quantiles(values: np.ndarray) -> np.ndarray:
+        return np.percentile(values, [50, 90], axis=1).T if n else np.zeros((0, 2))
+
+    summary = {
+        "duration": quantiles(stacked("duration_minutes")),
+        "blast_radius": quantiles(stacked("blast_radius")),  # integers: no float copy
+        "impact": stacked("impact").mean(axis=1, dtype=np.float64),
+    }
+    for name in ("traffic_share", "budget_burn"):
+        values = stacked(name, float)
+        given = (values > 0).any(axis=1)
+        summary[name] = np.where(given[:, None], quantiles(values), np.nan)
+    severity = stacked("severity_index", np.int64)
+    rows = np.repeat(np.arange(n), severity.shape[1])
+    counts = np.bincount(
+        rows * len(SEVERITIES) + severity.ravel(), minlength=n * len(SEVERITIES)
+    ).reshape(n, len(SEVERITIES))
+    summary["severity_share"] = counts / counts.sum(axis=1, keepdims=True)
+    return summary
+
+
 def _impact_facts(
-    outcome: CascadeStats, topology: Topology, severity_known: bool = True
+    outcome: CascadeStats,
+    topology: Topology,
+    severity_known: bool = True,
+    summary: dict[str, np.ndarray] | None = None,
+    k: int = 0,
 ) -> dict[str, Any]:
+    """A trigger's impact facts: its cascades' affected services (the listed ones) and the
+    figures of `summary` row k (cascade_summary; of `outcome` alone when not given)."""
+    summary = summary if summary is not None else cascade_summary([outcome])
     order = np.argsort(-outcome.affected_probability, kind="stable")
     listed = [int(k) for k in order if outcome.affected_probability[k] >= LISTED_THRESHOLD]
-    names = [topology.services[outcome.services[k]] for k in listed]
-    user_facing = topology.attributes["user_facing"]
+    names = [topology.services[outcome.services[j]] for j in listed]
     teams = sorted(
         {
             str(topology.attribute(n, "owner_team"))
@@ -464,20 +503,19 @@ def _impact_facts(
             if topology.attribute(n, "owner_team")
         }
     )
-    severity_share = np.bincount(outcome.severity_index, minlength=len(SEVERITIES))
-    severity_share = severity_share / severity_share.sum()
+    severity_share = summary["severity_share"][k]
     return {
         "affected_services": names,
-        "user_facing_affected": [n for n in names if bool(user_facing[n])],
-        "expected_duration_minutes": _percentiles(outcome.duration_minutes),
+        "user_facing_affected": [n for n in names if topology.attribute(n, "user_facing")],
+        "expected_duration_minutes": _pair(summary["duration"][k]),
         "severity": SEVERITIES[int(np.argmax(severity_share))]
         if severity_known
         else UNKNOWN_SEVERITY,
         "impact": {
-            "blast_radius": _percentiles(outcome.blast_radius.astype(float)),
+            "blast_radius": _pair(summary["blast_radius"][k]),
             "affected_probability": {
-                name: _round(float(outcome.affected_probability[k]))
-                for name, k in zip(names, listed, strict=True)
+                name: _round(float(outcome.affected_probability[j]))
+                for name, j in zip(names, listed, strict=True)
             },
             "severity_probabilities": {
                 s: _round(float(p)) for s, p in zip(SEVERITIES, severity_share, strict=True)
@@ -485,17 +523,21 @@ def _impact_facts(
             if severity_known
             else {},
             "teams_paged": teams,
-            "impact_score": _round(float(outcome.impact.mean(dtype=np.float64))),
-            "traffic_share": _given(outcome.traffic_share),
-            "error_budget_burn": _given(outcome.budget_burn),
+            "impact_score": _round(float(summary["impact"][k])),
+            "traffic_share": _given(summary["traffic_share"][k]),
+            "error_budget_burn": _given(summary["budget_burn"][k]),
         },
     }
 
 
-def _given(values: np.ndarray) -> dict[str, float] | None:
+def _given(pair: np.ndarray) -> dict[str, float] | None:
     """Percentiles of a measure that needs a topology attribute (traffic_weight, slo_target),
-    or None when no service this cascade reaches has it."""
-    return _percentiles(values.astype(float)) if (values > 0).any() else None
+    or None when no service this cascade reaches has it (NaN in the summary)."""
+    return None if np.isnan(pair).any() else _pair(pair)
+
+
+def _pair(pair: np.ndarray) -> dict[str, float]:
+    return {"p50": _round(float(pair[0])), "p90": _round(float(pair[1]))}
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:

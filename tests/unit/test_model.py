@@ -719,3 +719,20 @@ def test_for_one_service_the_censored_fit_is_the_censored_normal_maximum_likelih
     assert mu[0] == pytest.approx(best[0], abs=1e-3)
     assert sigma == pytest.approx(np.exp(best[1]), rel=0.01)
     assert prior["censored"] == still_open.sum() and prior["iterations"] < 100
+
+
+def test_label_counts_count_known_labels_of_known_services() -> None:
+    """Rows per (service, label): missing labels or services, labels outside the vocabulary
+    and services outside the topology are not counted (as pandas' crosstab would have it)."""
+    rng = np.random.default_rng(3)
+    services, vocabulary = ("a", "b", "c"), ("x", "y")
+    labels = pd.Series(rng.choice(["x", "y", "z", None], size=500), dtype=str)
+    groups = pd.Series(rng.choice(["a", "b", "c", "ghost", None], size=500), dtype=str)
+    expected = (
+        pd.crosstab(groups[labels.isin(vocabulary)], labels[labels.isin(vocabulary)])
+        .reindex(index=list(services), columns=list(vocabulary), fill_value=0)
+        .to_numpy()
+    )
+    got = model.label_counts(labels, groups, services, vocabulary)
+    assert got.shape == (3, 2) and got.sum() > 100
+    assert (got == expected).all()
