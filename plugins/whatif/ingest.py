@@ -193,6 +193,9 @@ WHITE_SPACE_RE2 = (
     r"\x{205f}\x{3000}]+"
 )
 
+# Something to fold: two spaces, or any other white space.
+FOLDABLE_RE2 = "  |" + WHITE_SPACE_RE2.replace(r"\x{1c}-\x{20}", r"\x{1c}-\x{1f}").removesuffix("+")
+
 
 def clean_text(values: pd.Series) -> pd.Series:
     r"""Runs of white space folded to one space and the ends trimmed, for a whole column: in
@@ -202,8 +205,13 @@ def clean_text(values: pd.Series) -> pd.Series:
     import pyarrow.compute as pc
 
     text = values.astype(str)
-    folded = pc.replace_substring_regex(pa.array(text), WHITE_SPACE_RE2, " ")
-    return pd.Series(pc.utf8_trim(folded, " "), index=values.index, dtype=text.dtype)
+    cells = pa.array(text)
+    # Only the cells with something to fold go through the (ten times slower) replacement.
+    foldable = pc.match_substring_regex(cells, FOLDABLE_RE2)
+    if pc.any(foldable).as_py():
+        folded = pc.replace_substring_regex(cells.filter(foldable), WHITE_SPACE_RE2, " ")
+        cells = pc.replace_with_mask(cells, foldable, folded)
+    return pd.Series(pc.utf8_trim(cells, " "), index=values.index, dtype=text.dtype)
 
 
 def _type_incidents(
