@@ -47,7 +47,6 @@ import argparse
 import copy
 import functools
 import gc
-import hashlib
 import json
 import math
 import os
@@ -756,15 +755,6 @@ def inputs_lines(gen: dict) -> list[str]:
     ]
 
 
-def engine_digest() -> str:
-    """A digest of the engine's source files: the engine may be edited while the benchmark
-    runs (its stages run in separate processes, each importing what is there then)."""
-    digest = hashlib.sha256()
-    for path in sorted((common.ROOT / "plugins" / "whatif").rglob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", type=int, default=SERVICES)
@@ -797,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     engine = report.engine()  # before the run, in case the tree moves meanwhile
-    digests = {"start": engine_digest()}
+    digests = {"start": report.engine_digest()}
     load_before = os.getloadavg()[0]
     passed = [
         *("--draws", str(args.draws), "--baseline-seconds", str(args.baseline_seconds)),
@@ -821,11 +811,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             common.progress(f"[{kind}] ...")
             loads[kind] = os.getloadavg()[0]
-            digests[kind] = engine_digest()
+            digests[kind] = report.engine_digest()
             results[kind] = common.run_child(__file__, kind, folder, args.timeout, passed)
             common.progress(report.stage_line(results[kind]))
     total = time.perf_counter() - began
-    digests["end"] = engine_digest()
+    digests["end"] = report.engine_digest()
     moved = len(set(digests.values())) > 1
     if moved:
         common.progress(f"WARNING: the engine's files changed during the run: {digests}")

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -111,6 +114,115 @@ def _run(command: list[str], stage: str, timeout: float) -> dict:
             "seconds": time.perf_counter() - began,
         }
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_command(
+    argv: Sequence[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    *,
+    log: str | Path | None = None,
+    stage: str | None = None,
+) -> dict:
+    """Run a command (any program: the installed CLI, `python -c ...`) as a child process and
+    measure it: its wall "seconds", its exit "status" and its own "peak_rss_mib".
+
+    The child is reaped with os.wait4, whose rusage is that child's alone (RUSAGE_CHILDREN
+    would mix every child this process has waited for): ru_maxrss (KiB on Linux) is the
+    largest RSS of the child and of any process it waited for itself, the whole process
+    (interpreter and imports included). Linux starts a child's mark at its parent's high-water
+    mark (fork and exec carry it over), so the caller must stay small to measure small
+    commands. The wall time runs from just before the fork to the child's exit (seen with
+    waitid, before it is reaped), interpreter start included.
+
+    stdout and stderr go to files, `log` + ".stdout" and ".stderr" (temporary ones without
+    `log`), not pipes: a command that writes a lot cannot block on a full pipe. The child runs
+    in a new session, its own process group; the group is killed (SIGKILL) after `timeout`
+    seconds and the result says "killed" (status "killed", killed True), and whatever of the
+    group is left when the child exits is killed too, so nothing of it outlives the
+    measurement. A failed command comes back with "failed" (its exit status, negative: the
+    signal that ended it) and "error" (its last stderr line), as run_child's results do; every
+    result has "stage" (`stage`, or the program's name), "argv" and "stderr_tail" (the last 20
+    lines of its stderr).
+    """
+    argv = [str(a) for a in argv]
+    name = stage or Path(argv[0]).name
+    with tempfile.TemporaryDirectory(prefix="whatif-bench-command-") as scratch:
+        base = Path(log) if log is not None else Path(scratch) / "command"
+        out_path, err_path = Path(f"{base}.stdout"), Path(f"{base}.stderr")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            began = time.perf_counter()
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+            seconds, status, usage, killed = _measure(child, timeout, began)
+        tail = err_path.read_bytes()[-8000:].decode("utf-8", errors="replace").splitlines()
+    result = {
+        "stage": name,
+        "argv": argv,
+        "seconds": seconds,
+        "status": "killed" if killed else status,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "stderr_tail": tail[-20:],
+    }
+    if killed:
+        result["killed"] = True
+    elif status != 0:
+        lines = [line for line in tail if line.strip()]
+        result["failed"] = status
+        result["error"] = lines[-1] if lines else f"exit status {status}"
+    return result
+
+
+def _measure(
+    child: subprocess.Popen, timeout: float, began: float
+) -> tuple[float, int, resource.struct_rusage, bool]:
+    """Wait for the child (killing its group after `timeout` s): wall seconds, exit status,
+    its rusage, whether it was killed. The child is left a zombie until its group is dealt
+    with, so that its pid, and so its process group's id, cannot be taken by another process
+    meanwhile: the kills reach its group and nothing else."""
+    lock = threading.Lock()
+    exited = False
+    killed = False
+
+    def kill() -> None:
+        nonlocal killed
+        with lock:
+            if not exited:
+                killed = True
+                _kill_group(child.pid)
+
+    timer = threading.Timer(timeout, kill)
+    timer.daemon = True
+    timer.start()
+    try:
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        seconds = time.perf_counter() - began
+        with lock:
+            exited = True
+        timer.cancel()
+        _kill_group(child.pid)  # what of its group is left
+        _, wait_status, usage = os.wait4(child.pid, 0)
+    except BaseException:  # interrupted (Ctrl-C): take the command down with us
+        timer.cancel()
+        _kill_group(child.pid)
+        child.wait()
+        raise
+    status = os.waitstatus_to_exitcode(wait_status)
+    child.returncode = status  # reaped here: Popen must not wait for it again
+    return seconds, status, usage, killed
+
+
+def _kill_group(pgid: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def generate(kind: str, folder: Path, timeout: float, extra: Sequence[str] = ()) -> dict:

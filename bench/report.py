@@ -8,6 +8,7 @@ Only the standard library at module level, as in common.py.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import platform
@@ -43,6 +44,19 @@ def stage_line(result: dict) -> str:
         f"  {stage}: {cell(result, 'seconds', '.1f')} s, "
         f"peak RSS {cell(result, 'peak_rss_mib', '.0f')} MiB"
     )
+
+
+def verdict(ok: bool | None) -> str:
+    """A target's verdict: "meets", "misses", or "n/a" (None: not measured)."""
+    return "n/a" if ok is None else ("meets" if ok else "misses")
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator, or None when either is missing or the denominator is not
+    positive (a failed or killed measurement has no figure)."""
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
 
 
 # --------------------------------------------------------------------------- report header
@@ -90,6 +104,16 @@ def engine() -> str:
         return "unknown (no git)"
     names = [line[3:].removeprefix("plugins/whatif/") for line in changed if line.strip()]
     return f"commit {commit}" + (f" + uncommitted changes to {', '.join(names)}" if names else "")
+
+
+def engine_digest() -> str:
+    """A digest of the engine's source files (sha256 of plugins/whatif/**/*.py, first 12): the
+    engine may be edited while a benchmark runs (its stages run in separate processes, each
+    importing what is there then); compare the digests taken before and after."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "plugins" / "whatif").rglob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _display_path(path: str) -> str:
