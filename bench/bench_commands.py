@@ -31,7 +31,7 @@ rows), then runs, each in its own process and with --as-of 2026-11-01 (common.AS
             posterior and its root failures in 7 days from Poisson(rate x 7) (numpy), and for
             each root failure a plain-Python breadth-first cascade (adjacency lists of
             (dependent, p), a set and a deque, random.random() < p per out-edge, as
-            bench_simulate.py's blast_radius_bfs). Its time per horizon is extrapolated to
+            common.blast_radius_bfs). Its time per horizon is extrapolated to
             100,000 horizons; speed-up = that / the wall time of the `whatif simulate --draws
             100000` child. The baseline computes blast radii only (no durations, severities,
             impact, scenarios: it is favoured), while the command's wall time includes the
@@ -82,7 +82,6 @@ import os
 import shlex
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -129,20 +128,6 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
 # --------------------------------------------------------------------------- baseline child
 
 
-def blast_radius_bfs(root: int, adjacency: list[list[tuple[int, float]]], random) -> int:
-    """The baseline's cascade (bench_simulate.py's): breadth-first from the root, each failed
-    service trying each of its dependents once with the edge's probability; how many services
-    failed."""
-    failed = {root}
-    queue = deque([root])
-    while queue:
-        for dependent, p in adjacency[queue.popleft()]:
-            if dependent not in failed and random() < p:
-                failed.add(dependent)
-                queue.append(dependent)
-    return len(failed)
-
-
 def child_baseline(folder: Path, budget_s: float, draws: int) -> dict:
     """The plain-Python baseline on the fitted model.json: horizon after horizon (root
     failures drawn from the posterior predictive, a BFS cascade for each) until budget_s has
@@ -176,7 +161,7 @@ def child_baseline(folder: Path, budget_s: float, draws: int) -> dict:
         counts = rng.poisson(rates * HORIZON_DAYS)
         for service in np.flatnonzero(counts).tolist():
             for _ in range(int(counts[service])):
-                radius = blast_radius_bfs(service, adjacency, draw)
+                radius = common.blast_radius_bfs(service, adjacency, draw)
                 outages += radius
                 largest = max(largest, radius)
                 roots += 1

@@ -52,7 +52,6 @@ import math
 import os
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -294,19 +293,6 @@ def child_horizons(folder: Path, draws: int) -> dict:
     }
 
 
-def blast_radius_bfs(root: int, adjacency: list[list[tuple[int, float]]], random) -> int:
-    """The baseline's cascade: breadth-first from the root, each failed service trying each
-    of its dependents once with the edge's probability; how many services failed."""
-    failed = {root}
-    queue = deque([root])
-    while queue:
-        for dependent, p in adjacency[queue.popleft()]:
-            if dependent not in failed and random() < p:
-                failed.add(dependent)
-                queue.append(dependent)
-    return len(failed)
-
-
 def child_baseline(folder: Path, draws: int, budget_s: float) -> dict:
     """The plain-Python baseline on the horizons the engine run saved, in their (random)
     order, horizon after horizon until budget_s has passed; per-horizon time extrapolated to
@@ -334,7 +320,7 @@ def child_baseline(folder: Path, draws: int, budget_s: float) -> dict:
     began = time.perf_counter()
     for k in range(len(bounds) - 1):
         for root in service[bounds[k] : bounds[k + 1]].tolist():
-            radii.append(blast_radius_bfs(root, adjacency, draw))
+            radii.append(common.blast_radius_bfs(root, adjacency, draw))
         done += 1
         if time.perf_counter() - began >= budget_s:
             break

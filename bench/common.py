@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -237,6 +238,20 @@ def generate(kind: str, folder: Path, timeout: float, extra: Sequence[str] = ())
         raise SystemExit(f"generating the inputs ({kind} {' '.join(extra)}): {facts}")
     progress(f"  {facts.get('summary', '')} in {time.perf_counter() - began:.1f} s")
     return facts
+
+
+def blast_radius_bfs(root: int, adjacency: list[list[tuple[int, float]]], random) -> int:
+    """The plain-Python baselines' cascade (bench_simulate, bench_commands): breadth-first
+    from the root, each failed service trying each of its dependents once with the edge's
+    probability; how many services failed."""
+    failed = {root}
+    queue = deque([root])
+    while queue:
+        for dependent, p in adjacency[queue.popleft()]:
+            if dependent not in failed and random() < p:
+                failed.add(dependent)
+                queue.append(dependent)
+    return len(failed)
 
 
 def quantiles(values, qs=(50, 90, 99)) -> dict[str, float]:
