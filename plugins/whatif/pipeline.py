@@ -398,10 +398,10 @@ def fetch_previous(workdir: Path, targets: list[str], conn_id: str | None = None
     return False
 
 
-def fetch_previous_run(workdir: Path, location: str, conn_id: str | None = None) -> bool:
-    """A previous run's scenarios.json, model.json and readiness.json (a run folder or a
-    published `latest/`, local or object storage) into the stage folder. None there: a first
-    run, no change to report. Unreadable: a warning, and no change reported either."""
+def forget_previous(workdir: Path) -> dict[str, Path]:
+    """Remove the previous run an earlier run in this folder fetched (a reused --out, a DAG
+    run cleared and run again): what changed is said only against the previous run of this
+    one. Returns where each of its files goes."""
     stage = runfolder.stage_folder(workdir)
     folder = stage / runfolder.PREVIOUS_FOLDER
     wanted = {
@@ -409,6 +409,17 @@ def fetch_previous_run(workdir: Path, location: str, conn_id: str | None = None)
         runfolder.MODEL_FILE: folder / runfolder.MODEL_FILE,
         runfolder.READINESS_FILE: stage / runfolder.PREVIOUS_READINESS_FILE,
     }
+    for path in wanted.values():
+        path.unlink(missing_ok=True)
+    return wanted
+
+
+def fetch_previous_run(workdir: Path, location: str, conn_id: str | None = None) -> bool:
+    """A previous run's scenarios.json, model.json and readiness.json (a run folder or a
+    published `latest/`, local or object storage) into the stage folder. None there: a first
+    run, no change to report. Unreadable: a warning, and no change reported either."""
+    wanted = forget_previous(workdir)
+    folder = runfolder.stage_folder(workdir) / runfolder.PREVIOUS_FOLDER
     root = location.rstrip("/")
     fetched = {}
     for name in wanted:
@@ -588,6 +599,7 @@ def run_all(
     else `cli__<as-of>__<digest of the inputs and settings>` (runs.cli_run_id)."""
     out_dir = Path(out_dir)
     as_of = config.effective_as_of
+    forget_previous(out_dir)
     if previous:
         fetch_previous_run(out_dir, previous)
     elif publish_targets:

@@ -88,3 +88,21 @@ def test_a_second_run_opens_with_what_changed_since_the_first(run_cli, small_inp
     page = render_storage(json.loads((third / "scenarios.json").read_text()), [])
     assert "<h2>What changed since 2026-06-08" in page
     assert page.index("What changed since") < page.index("<h2>Summary</h2>")
+
+
+def test_a_reused_out_folder_forgets_the_previous_run_it_was_given(run_cli, small_inputs, tmp_path):
+    """--out reused: a run without --previous says nothing changed against the previous run an
+    earlier run in that folder was given (it is no previous run of this one)."""
+    incidents, topology = small_inputs
+    common = ("--incidents", incidents, "--topology", topology, "--draws", "300",
+              "--cascade-draws", "200", "--backtest-folds", "0", "--no-llm-cache")  # fmt: skip
+    first, out = tmp_path / "first", tmp_path / "out"
+    assert run_cli("run", *common, "--as-of", "2026-06-01", "--out", first)[0] == 0
+    code, _, err = run_cli("run", *common, "--as-of", "2026-06-08", "--out", out,
+                           "--previous", first)  # fmt: skip
+    assert code == 0, err
+    assert json.loads((out / "scenarios.json").read_text())["changes"] is not None
+    code, _, err = run_cli("run", *common, "--as-of", "2026-06-15", "--out", out)
+    assert code == 0, err
+    assert json.loads((out / "scenarios.json").read_text()).get("changes") is None
+    assert "What changed since" not in (out / "report.md").read_text()
