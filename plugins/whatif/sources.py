@@ -363,8 +363,9 @@ def _read_csv(data: bytes, location: str) -> tuple[pd.DataFrame, np.ndarray]:
         )
     delimiter = sniff_delimiter(text)
     csv.field_size_limit(MAX_FIELD)
-    # Bytes, not a StringIO: that would hold the file as 4 bytes a character.
-    data = text.encode("utf-8")
+    # Bytes, not a StringIO: that would hold the file as 4 bytes a character. ASCII text is
+    # its own UTF-8: no second copy of the file.
+    data = data if data.isascii() else text.encode("utf-8")
     try:
         frame = _csv_as_text(data, delimiter)
     except pd.errors.ParserError as error:
@@ -391,7 +392,7 @@ def _csv_as_text(data: bytes, delimiter: str) -> pd.DataFrame:
         # number a spreadsheet shows, as pandas' own error messages do.
         "skip_blank_lines": False,
     }
-    frame = pd.read_csv(io.BytesIO(data), low_memory=False, **options)
+    frame = pd.read_csv(io.BytesIO(data), **options)
     typed = [i for i, dtype in enumerate(frame.dtypes) if not _is_text(dtype)]
     if typed:
         again = pd.read_csv(io.BytesIO(data), usecols=typed, dtype=str, **options)
