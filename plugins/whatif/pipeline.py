@@ -248,10 +248,10 @@ NOT_FITTED = ("title", "description", "severity_raw")
 
 def load_clean(workdir: Path, leave_out: tuple[str, ...] = ()) -> tuple[Any, Topology]:
     """The validated incidents (without the columns `leave_out`) and topology."""
-    stage = runfolder.stage_folder(workdir)
-    path = stage / runfolder.CLEAN_INCIDENTS_FILE
     import pyarrow.parquet as pq
 
+    stage = runfolder.stage_folder(workdir)
+    path = stage / runfolder.CLEAN_INCIDENTS_FILE
     columns = [c for c in pq.read_schema(path).names if c not in leave_out]
     incidents = pd.read_parquet(path, columns=columns)
     topology = Topology.from_frame(

@@ -51,14 +51,12 @@ class Topology:
         degree = np.fromiter(
             (len(d) for d in frame["depends_on"]), dtype=np.int64, count=len(frame)
         )
-        named = _flat(frame["depends_on"], degree)
+        named = _flat(frame["depends_on"])
         caller = np.repeat(declared, degree)
         # Sorted, so that results do not depend on the order rows arrive in (a file and a
         # database query of the same topology give the same scenarios).
-        is_declared = (
-            pd.Index(declared).get_indexer(named) >= 0 if len(named) else np.zeros(0, bool)
-        )
-        implicit = tuple(pd.unique(named[~is_declared]).tolist()) if len(named) else ()
+        is_declared = pd.Index(declared).get_indexer(named) >= 0
+        implicit = tuple(pd.unique(named[~is_declared]).tolist())
         services = tuple(sorted(set(declared.tolist()) | set(implicit)))
         lookup = pd.Index(services)
         keep = named != caller
@@ -132,11 +130,10 @@ class Topology:
         return rows.reset_index(names="service")
 
 
-def _flat(lists: pd.Series, degree: np.ndarray) -> np.ndarray:
+def _flat(lists: pd.Series) -> np.ndarray:
     """The names of a column of lists, one after another (as an object array)."""
-    if not degree.sum():
-        return np.zeros(0, dtype=object)
-    return np.concatenate([np.asarray(d, dtype=object) for d in lists if len(d)])
+    parts = [np.asarray(d, dtype=object) for d in lists if len(d)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=object)
 
 
 def _criticality(
@@ -147,7 +144,7 @@ def _criticality(
         return None
     lists = frame["soft_depends_on"].map(lambda deps: deps or [])
     degree = lists.map(len).to_numpy(dtype=np.int64)
-    soft_dependency = lookup.get_indexer(_flat(lists, degree))
+    soft_dependency = lookup.get_indexer(_flat(lists))
     soft_dependent = lookup.get_indexer(np.repeat(frame["service"].astype(str).to_numpy(), degree))
     known = (soft_dependency >= 0) & (soft_dependency != soft_dependent)
     n = len(lookup)

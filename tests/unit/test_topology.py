@@ -3,10 +3,12 @@ plain reading of the rows says (edges, implicit services, criticality, neighbour
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
-from whatif import synthetic
+from whatif import ingest, synthetic
 from whatif.topology import Topology
 
 
@@ -124,3 +126,21 @@ def test_hubs_are_shared_by_many() -> None:
     assert all(dependents[h] > 0.25 * upper for h in hubs)
     others = np.delete(dependents, hubs)
     assert dependents[hubs].min() > 3 * np.percentile(others, 99)
+
+
+PUBLIC = Path(__file__).parents[1] / "data" / "public"
+
+
+@pytest.mark.parametrize("history", sorted(p.parent.name for p in PUBLIC.glob("*/topology.csv")))
+def test_real_topologies_read_as_their_rows(history: str) -> None:
+    """The public systems' topologies (tests/data/public, from ../shared/data): the same
+    services, edges and neighbours as reading their rows one by one."""
+    frame = ingest.load_topology(PUBLIC / history / "topology.csv").frame
+    topology = Topology.from_frame(frame)
+    services, pairs, implicit = plain_edges(frame)
+    assert topology.services == services and topology.implicit == implicit
+    names = np.array(services, dtype=object)
+    got = list(zip(names[topology.edge_dependency], names[topology.edge_dependent], strict=True))
+    assert got == pairs
+    for service in services:
+        assert topology.dependencies_of(service) == sorted(u for u, v in pairs if v == service)
