@@ -42,6 +42,13 @@ VARIABLES: dict[str, Variable] = {
         Variable("WHATIF_CONFLUENCE_USER", "Confluence user of the CLI (Cloud: the e-mail)"),
         Variable("WHATIF_CONFLUENCE_TOKEN", "Confluence API token or PAT of the CLI", secret=True),
         Variable("AWS_ENDPOINT_URL", "S3-compatible endpoint (MinIO, Ceph...), read by boto too"),
+        # Importers (whatif topology import / whatif incidents import; the DAG takes its
+        # whatif_* connections first). Tokens only here: a flag would leave them in the history.
+        Variable("BACKSTAGE_TOKEN", "bearer token of the Backstage catalog API", secret=True),
+        Variable("JAEGER_TOKEN", "bearer token of a Jaeger query behind a proxy", secret=True),
+        Variable("PROMETHEUS_TOKEN", "bearer token of a Prometheus behind a proxy", secret=True),
+        Variable("PAGERDUTY_TOKEN", "PagerDuty REST API key (read-only is enough)", secret=True),
+        Variable("INCIDENT_IO_API_KEY", "incident.io API key (may view incidents)", secret=True),
         # Where the engine's own files are, for a deployment that keeps its own copies.
         Variable("WHATIF_TEMPLATES_DIR", "folder of the report and Confluence templates"),
         Variable("WHATIF_SQL_DIR", "folder of extract_incidents.sql / extract_topology.sql"),

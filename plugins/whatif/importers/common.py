@@ -1,0 +1,133 @@
+"""What every importer produces: service records written as the topology CSV contract, and
+incident rows written as the incidents CSV contract (docs/data-contract.md). Files are written
+whole or not at all (a temporary file renamed into place), so an import that fails half-way
+never leaves a partial topology or history where the weekly run would read it."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from whatif.schemas import INCIDENT_OPTIONAL, INCIDENT_REQUIRED
+
+# The topology columns an importer writes, in this order (docs/sources.md).
+TOPOLOGY_COLUMNS = (
+    "service",
+    "depends_on",
+    "soft_depends_on",
+    "tier",
+    "owner_team",
+    "user_facing",
+    "runbook_url",
+    "oncall",
+    "pagerduty_service_id",
+    "observed_requests",
+    "observed_calls",
+    "observed_errors",
+)
+
+
+@dataclasses.dataclass
+class ServiceRecord:
+    """One service of an imported topology. Dependencies are names of services (never refs);
+    observed_* are counts from traces over the import's lookback: requests the service received,
+    and per dependency the calls it made to it and how many of them failed."""
+
+    service: str
+    depends_on: list[str] = dataclasses.field(default_factory=list)
+    soft_depends_on: list[str] = dataclasses.field(default_factory=list)
+    tier: str | None = None
+    owner_team: str | None = None
+    user_facing: bool | None = None
+    runbook_url: str | None = None
+    oncall: str | None = None
+    pagerduty_service_id: str | None = None
+    observed_requests: int | None = None
+    observed_calls: dict[str, int] = dataclasses.field(default_factory=dict)
+    observed_errors: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def dependencies(self) -> list[str]:
+        """Hard and soft, each once, in order."""
+        return list(dict.fromkeys([*self.depends_on, *self.soft_depends_on]))
+
+    def as_row(self) -> dict[str, str]:
+        return {
+            "service": self.service,
+            "depends_on": ";".join(self.depends_on),
+            "soft_depends_on": ";".join(self.soft_depends_on),
+            "tier": self.tier or "",
+            "owner_team": self.owner_team or "",
+            "user_facing": "" if self.user_facing is None else str(self.user_facing).lower(),
+            "runbook_url": self.runbook_url or "",
+            "oncall": self.oncall or "",
+            "pagerduty_service_id": self.pagerduty_service_id or "",
+            "observed_requests": ""
+            if self.observed_requests is None
+            else str(self.observed_requests),
+            "observed_calls": format_counts(self.observed_calls),
+            "observed_errors": format_counts(self.observed_errors),
+        }
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """`name=count;name=count`, sorted by name (a stable file for diffs)."""
+    return ";".join(f"{name}={int(counts[name])}" for name in sorted(counts))
+
+
+def parse_counts(text: str) -> dict[str, int]:
+    """The inverse of format_counts; ValueError naming the first bad part."""
+    counts: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in str(text or "").split(";"))):
+        name, sep, value = part.rpartition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{part!r} is not name=count")
+        number = float(value)
+        if not number >= 0 or number != int(number):
+            raise ValueError(f"{part!r}: the count is not a whole number >= 0")
+        counts[name.strip()] = int(number)
+    return counts
+
+
+def topology_csv(records: Sequence[ServiceRecord]) -> str:
+    """The records as topology CSV text, sorted by service name."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=TOPOLOGY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for record in sorted(records, key=lambda r: r.service):
+        writer.writerow(record.as_row())
+    return buffer.getvalue()
+
+
+def incidents_csv(rows: pd.DataFrame) -> str:
+    """Incident rows (contract columns; the required ones first) as CSV text, sorted by start,
+    incident and service."""
+    columns = [*INCIDENT_REQUIRED, *(c for c in INCIDENT_OPTIONAL if c in rows.columns)]
+    ordered = rows.sort_values(["started_at", "incident_id", "service"], kind="stable")
+    return ordered.to_csv(columns=columns, index=False, lineterminator="\n")
+
+
+def write_whole(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and a rename: the
+    file is either the old one or the complete new one, never a part."""
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def unique_sorted(names: Iterable[str]) -> list[str]:
+    return sorted(dict.fromkeys(n for n in names if n))
