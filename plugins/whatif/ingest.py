@@ -18,12 +18,14 @@ import pandas as pd
 
 from whatif import classify, mappings, sources
 from whatif.errors import UserError
+from whatif.importers.common import parse_counts
 from whatif.schemas import (
     INCIDENT_ALIASES,
     INCIDENT_OPTIONAL,
     INCIDENT_REQUIRED,
     NOTEBOOK_INCIDENT_COLUMNS,
     NOTEBOOK_TOPOLOGY_COLUMNS,
+    TOPOLOGY_OBSERVED,
     TOPOLOGY_OPTIONAL,
     TOPOLOGY_REQUIRED,
 )
@@ -436,10 +438,11 @@ def topology_table(raw: pd.DataFrame, display: str) -> Table:
     else:
         raw_view = raw
     frame = pd.DataFrame({ROW: raw_view[ROW]})
-    for column in (*TOPOLOGY_REQUIRED, *TOPOLOGY_OPTIONAL):
+    for column in (*TOPOLOGY_REQUIRED, *TOPOLOGY_OPTIONAL, *TOPOLOGY_OBSERVED):
         frame[column] = clean_text(raw_view[column]) if column in raw_view else ""
     frame["depends_on"] = frame["depends_on"].map(split_dependencies)
     _read_criticality(frame)
+    _read_observed(frame)
     given = frame["created_at"] != ""
     frame["created_at"] = parse_timestamps(frame["created_at"])
     frame["bad_created_at"] = given & frame["created_at"].isna()
@@ -464,6 +467,37 @@ def _read_criticality(frame: pd.DataFrame) -> None:
         list(dict.fromkeys([*deps, *extra]))
         for deps, extra in zip(frame["depends_on"], soft, strict=True)
     ]
+
+
+def _read_observed(frame: pd.DataFrame) -> None:
+    """Trace counts (docs/sources.md): observed_requests a number >= 0, observed_calls and
+    observed_errors `dependency=count` pairs of the row's own dependencies. A value that is not
+    is ignored and the row flagged `bad_observed_counts` (a warning: the row is used)."""
+    requests = pd.to_numeric(frame["observed_requests"], errors="coerce").astype(float)
+    bad = (frame["observed_requests"] != "") & ~(requests >= 0)
+    frame["observed_requests"] = requests.where(requests >= 0)
+    for column in ("observed_calls", "observed_errors"):
+        parsed, wrong = [], []
+        for text, deps in zip(frame[column], frame["depends_on"], strict=True):
+            counts, problem = _counts_of(text, deps)
+            parsed.append(counts)
+            wrong.append(problem)
+        frame[column] = parsed
+        bad |= np.array(wrong, dtype=bool)
+    frame["bad_observed_counts"] = bad.to_numpy()
+
+
+def _counts_of(text: str, dependencies: list[str]) -> tuple[dict[str, int], bool]:
+    """({dependency: count}, whether the text was bad); {} for empty or bad text."""
+    if not text:
+        return {}, False
+    try:
+        counts = parse_counts(text)
+    except ValueError:
+        return {}, True
+    if set(counts) - set(dependencies):
+        return {}, True
+    return counts, False
 
 
 def split_dependencies(text: str) -> list[str]:

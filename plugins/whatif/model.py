@@ -511,14 +511,32 @@ def beta_interval(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def _observed(topology: Topology, coverage: np.ndarray, edge: int) -> dict[str, Any] | None:
+    """What the traces saw on an edge (model.json), None for one they did not see."""
+    calls = topology.edge_calls
+    if calls is None or np.isnan(calls[edge]):
+        return None
+    errors = topology.edge_errors
+    error_count = None if errors is None or np.isnan(errors[edge]) else int(errors[edge])
+    share = None if np.isnan(coverage[edge]) else round(float(coverage[edge]), 6)
+    return {"calls": int(calls[edge]), "errors": error_count, "coverage": share}
+
+
 def propagation_posteriors(
-    evidence: dict[str, np.ndarray], criticality: np.ndarray, learn: bool
+    evidence: dict[str, np.ndarray],
+    criticality: np.ndarray,
+    learn: bool,
+    coverage: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, float | str]]]:
     """Beta posteriors per edge, each class of criticality (hard, soft, unknown) with its own
     prior; without any cascade evidence (`learn` False) every edge keeps its class default.
     A class's prior in `priors` is the distribution of p for an edge of it with no evidence
-    (for a fitted prior, the Beta with the mixture's mean and variance)."""
+    (for a fitted prior, the Beta with the mixture's mean and variance). `coverage` (per edge,
+    from traces, NaN where unseen: Topology.coverage) moves each seen edge's prior mean with
+    its coverage (trace_prior)."""
     hits, exposures = evidence["hits"], evidence["exposures"]
+    if coverage is None:
+        coverage = np.full(len(hits), np.nan)
     a, b = np.zeros(len(hits)), np.zeros(len(hits))
     priors: dict[str, dict[str, float | str]] = {}
     for name in ("hard", "soft", "unknown"):
@@ -537,6 +555,22 @@ def propagation_posteriors(
             "beta": float(prior_b[0]),
             "source": source,
         }
+        traced = members & ~np.isnan(coverage)
+        if traced.any():
+            exponent, edge_a, edge_b = trace_prior(
+                float(prior_a[0]),
+                float(prior_b[0]),
+                coverage[traced],
+                hits[traced],
+                exposures[traced],
+                learn,
+            )
+            if exponent > 0:
+                a[traced] = edge_a + hits[traced]
+                b[traced] = edge_b + exposures[traced] - hits[traced]
+            priors[f"propagation_{name}"].update(
+                traced_edges=float(traced.sum()), trace_exponent=exponent
+            )
     # Kept from schema version 1's first release: the prior that most edges use.
     if priors:
         names, counts = np.unique(criticality.astype(str), return_counts=True)
@@ -545,6 +579,44 @@ def propagation_posteriors(
         default = DEFAULT_PROPAGATION_PRIORS["unknown"]
         priors["propagation"] = {"alpha": default[0], "beta": default[1], "source": "default"}
     return a, b, priors
+
+
+# The trace prior (docs/model.md): an edge the traces saw gets its class prior with the mean
+# scaled by coverage ** exponent (normalised so that the class's traced edges keep the class
+# mean) and the class's concentration. The exponent is chosen among these by the marginal
+# likelihood of the class's cascade evidence (0: coverage says nothing here, the traces are
+# ignored); without enough evidence it is 1, coverage taken at its word.
+TRACE_EXPONENTS = (1.0, 0.5, 0.0)  # ties go to the first
+COVERAGE_FLOOR = 0.01  # an edge called on 1 request in 10,000 is not 100 times weaker than 1 in 100
+TRACE_MEAN_BOUNDS = (1e-4, 0.99)
+
+
+def trace_prior(
+    prior_alpha: float,
+    prior_beta: float,
+    coverage: np.ndarray,
+    hits: np.ndarray,
+    exposures: np.ndarray,
+    learn: bool,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(exponent, alpha, beta): per traced edge of one class, its prior Beta(alpha, beta)."""
+    concentration = prior_alpha + prior_beta
+    mean = prior_alpha / concentration
+    scaled = np.clip(coverage, COVERAGE_FLOOR, 1.0)
+    tried = exposures > 0
+    choose = learn and tried.sum() >= MIN_EDGES_FOR_PRIOR
+    best: tuple[float, float, np.ndarray, np.ndarray] | None = None
+    for exponent in TRACE_EXPONENTS if choose else TRACE_EXPONENTS[:1]:
+        weight = scaled**exponent
+        edge_mean = np.clip(mean * weight / weight.mean(), *TRACE_MEAN_BOUNDS)
+        alpha, beta = edge_mean * concentration, (1.0 - edge_mean) * concentration
+        score = float(
+            stats.betabinom.logpmf(hits[tried], exposures[tried], alpha[tried], beta[tried]).sum()
+        )
+        if best is None or score > best[1] + 1e-9:
+            best = (exponent, score, alpha, beta)
+    assert best is not None
+    return best[0], best[2], best[3]
 
 
 # --- durations, mixes, time and load --------------------------------------------------------
@@ -934,8 +1006,9 @@ def fit(
         # not spread, so every edge keeps its prior.
         evidence = {key: np.zeros_like(values) for key, values in evidence.items()}
     learn = bool((attributed["how"] != "root").any())
+    coverage = topology.coverage()
     edge_a, edge_b, propagation_priors = propagation_posteriors(
-        evidence, topology.criticality, learn
+        evidence, topology.criticality, learn, coverage
     )
     propagation = beta_interval(edge_a, edge_b)
 
@@ -971,6 +1044,7 @@ def fit(
                 "inferred_hits": int(evidence["inferred_hits"][k]),
                 "censored": int(evidence["censored"][k]),
             },
+            "observed": _observed(topology, coverage, k),
         }
         for k, (u, v) in enumerate(
             zip(topology.edge_dependency, topology.edge_dependent, strict=True)

@@ -63,6 +63,15 @@ TOPOLOGY_OPTIONAL = (
     "created_at",
     "soft_depends_on",
 )
+# Written by `whatif topology import` / `merge` (docs/sources.md); optional in any topology.
+# observed_calls / observed_errors: `dependency=count;...` from traces over the import's
+# lookback; observed_requests: the requests the service received. Not in the SQL tables.
+TOPOLOGY_OBSERVED = (
+    "pagerduty_service_id",
+    "observed_requests",
+    "observed_calls",
+    "observed_errors",
+)
 
 # The legacy What-If notebook format that users migrate from.
 NOTEBOOK_INCIDENT_COLUMNS = ("date", "service", "type", "impact", "mitigation")
@@ -138,6 +147,16 @@ class ServiceModel(_Strict):
     root_incidents_by_mode: dict[str, int] | None = None
 
 
+class ObservedTraffic(_Strict):
+    """What traces saw on an edge over the import's lookback (docs/model.md, trace prior):
+    calls from the dependent to the dependency, how many failed, and the coverage (calls per
+    request the dependent served, at most 1) that scales the edge's prior."""
+
+    calls: int = Field(ge=0)
+    errors: int | None = Field(default=None, ge=0)
+    coverage: float | None = Field(default=None, ge=0, le=1)
+
+
 class EdgeModel(_Strict):
     service: str
     depends_on: str
@@ -145,6 +164,7 @@ class EdgeModel(_Strict):
     posterior: BetaPosterior
     evidence: Evidence
     criticality: Literal["hard", "soft", "unknown"] = "unknown"
+    observed: ObservedTraffic | None = None  # only for an edge the traces saw
 
 
 class Attribution(_Strict):

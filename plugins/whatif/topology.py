@@ -26,6 +26,10 @@ class Topology:
     implicit: tuple[str, ...] = ()  # named only in depends_on, given no row of their own
     # Per edge: "hard", "soft", or "unknown" when the topology does not say (no soft_depends_on).
     edge_criticality: np.ndarray | None = None
+    # Per edge, from traces (observed_calls / observed_errors): calls from the dependent to the
+    # dependency and how many failed; NaN for an edge the traces did not see. None: no counts.
+    edge_calls: np.ndarray | None = None
+    edge_errors: np.ndarray | None = None
 
     @property
     def criticality(self) -> np.ndarray:
@@ -66,7 +70,31 @@ class Topology:
         dependency, dependent = dependency[order], dependent[order]
         attributes = _attributes(frame, services, dependency)
         criticality = _criticality(frame, dependency, dependent, lookup)
-        return cls(services, dependency, dependent, attributes, implicit, criticality)
+        calls, errors = (
+            _edge_counts(frame, column, dependency, dependent, lookup)
+            for column in ("observed_calls", "observed_errors")
+        )
+        return cls(
+            services, dependency, dependent, attributes, implicit, criticality, calls, errors
+        )
+
+    def coverage(self) -> np.ndarray:
+        """Per edge, the calls the dependent makes to the dependency per request it serves, at
+        most 1: calls / requests it received. Requests are unknown for an entry point Jaeger saw
+        no caller of: its busiest dependency is then taken as called once per request. NaN for
+        an edge the traces did not see."""
+        n_edges = len(self.edge_dependency)
+        if self.edge_calls is None:
+            return np.full(n_edges, np.nan)
+        calls = self.edge_calls
+        busiest = np.zeros(self.size)
+        seen = ~np.isnan(calls)
+        np.maximum.at(busiest, self.edge_dependent[seen], calls[seen])
+        requests = np.nan_to_num(self.attributes["observed_requests"].to_numpy(float))
+        served = np.where(requests > 0, requests, busiest)[self.edge_dependent]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(served > 0, calls / served, np.nan)
+        return np.minimum(share, 1.0)
 
     @functools.cached_property
     def _dependents(self) -> list[np.ndarray]:
@@ -119,6 +147,12 @@ class Topology:
         rows.insert(0, "depends_on", [";".join(names[d]) for d in self._dependencies])
         rows["user_facing"] = rows["user_facing"].map(lambda v: "true" if v else "false")
         rows["created_at"] = rows["created_at"].map(lambda t: t.isoformat() if pd.notna(t) else "")
+        for column, counts in (
+            ("observed_calls", self.edge_calls),
+            ("observed_errors", self.edge_errors),
+        ):
+            if counts is not None:
+                rows[column] = _counts_column(counts, self, names)
         if self.edge_criticality is not None:
             soft = self.edge_criticality == "soft"
             lists = (
@@ -152,19 +186,68 @@ def _criticality(
     return np.where(soft, "soft", "hard").astype(object)
 
 
+def _edge_counts(
+    frame: pd.DataFrame,
+    column: str,
+    dependency: np.ndarray,
+    dependent: np.ndarray,
+    lookup: pd.Index,
+) -> np.ndarray | None:
+    """Per edge, the count a row's `column` ({dependency: count}) gives it; NaN where none.
+    None when no row gives any."""
+    if column not in frame or not frame[column].map(bool).any():
+        return None
+    dicts = frame[column].map(lambda counts: counts or {})
+    degree = dicts.map(len).to_numpy(dtype=np.int64)
+    named = np.array([name for counts in dicts for name in counts], dtype=object)
+    values = np.array([value for counts in dicts for value in counts.values()], dtype=float)
+    callers = np.repeat(frame["service"].astype(str).to_numpy(), degree)
+    n = len(lookup)
+    keys = lookup.get_indexer(named) * n + lookup.get_indexer(callers)
+    edge_keys = dependency * n + dependent  # sorted: edges are by dependency, then dependent
+    counts = np.full(len(edge_keys), np.nan)
+    if not len(edge_keys):
+        return counts
+    at = np.searchsorted(edge_keys, keys).clip(0, len(edge_keys) - 1)
+    found = edge_keys[at] == keys
+    counts[at[found]] = values[found]
+    return counts
+
+
+def _counts_column(counts: np.ndarray, topology: Topology, names: np.ndarray) -> list[str]:
+    """Per service, its edges' counts as `dependency=count;...` (the contract's text)."""
+    seen = ~np.isnan(counts)
+    text = pd.Series(
+        [
+            f"{d}={int(c)}"
+            for d, c in zip(names[topology.edge_dependency[seen]], counts[seen], strict=True)
+        ],
+        dtype=object,
+    )
+    lists = text.groupby(topology.edge_dependent[seen], sort=True).agg(
+        lambda group: ";".join(sorted(group))
+    )
+    return lists.reindex(range(topology.size), fill_value="").tolist()
+
+
 def _attributes(
     frame: pd.DataFrame, services: tuple[str, ...], dependency: np.ndarray
 ) -> pd.DataFrame:
     """Per-service attributes; user_facing is inferred for entry points when not given."""
     columns = ["tier", "owner_team", "runbook_url", "oncall", "slo_target", "traffic_weight"]
+    columns += ["pagerduty_service_id", "observed_requests"]
     if "created_at" not in frame:
         frame = frame.assign(created_at=pd.NaT)
+    for column, empty in (("pagerduty_service_id", ""), ("observed_requests", np.nan)):
+        if column not in frame:
+            frame = frame.assign(**{column: empty})
     table = frame.set_index("service")[[*columns, "user_facing", "created_at"]].reindex(
         list(services)
     )
     table["created_at"] = pd.to_datetime(table["created_at"], utc=True)
-    for column in ("tier", "owner_team", "runbook_url", "oncall"):
+    for column in ("tier", "owner_team", "runbook_url", "oncall", "pagerduty_service_id"):
         table[column] = table[column].fillna("").astype(str)
+    table["observed_requests"] = pd.to_numeric(table["observed_requests"]).astype(float)
     has_dependents = np.zeros(len(services), dtype=bool)
     has_dependents[np.unique(dependency)] = True
     inferred = pd.Series(~has_dependents, index=table.index)

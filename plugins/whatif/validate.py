@@ -119,6 +119,15 @@ def topology_checks() -> list[Check]:
             "traffic_weight must be between 0 and 1; the value is ignored",
         ),
         Check(
+            "bad_observed_counts",
+            "warn",
+            lambda e: e.ExpectColumnValuesToBeInSet(
+                column="bad_observed_counts", value_set=[False]
+            ),
+            "observed_requests must be a number >= 0, observed_calls and observed_errors "
+            "dependency=count pairs of the row's own dependencies; the value is ignored",
+        ),
+        Check(
             "bad_created_at",
             "warn",
             lambda e: e.ExpectColumnValuesToBeInSet(column="bad_created_at", value_set=[False]),

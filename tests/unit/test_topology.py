@@ -144,3 +144,48 @@ def test_real_topologies_read_as_their_rows(history: str) -> None:
     assert got == pairs
     for service in services:
         assert topology.dependencies_of(service) == sorted(u for u, v in pairs if v == service)
+
+
+TRACED_TOPOLOGY = """\
+service,depends_on,soft_depends_on,observed_requests,observed_calls,observed_errors
+web,api;cdn,,,api=100;cdn=50,api=2
+api,db;cache,cache,100,db=80;cache=200,db=1
+db,,,80,,
+cache,,,,,
+cdn,,,,cdn=3,
+"""
+
+
+def test_trace_counts_land_on_their_edges_and_survive_the_staged_copy(tmp_path: Path) -> None:
+    path = tmp_path / "topology.csv"
+    path.write_text(TRACED_TOPOLOGY)
+    table = ingest.load_topology(path)
+    # cdn names itself, which is no dependency of its row: ignored and flagged, row kept.
+    assert table.frame["bad_observed_counts"].tolist() == [False, False, False, False, True]
+    topology = Topology.from_frame(table.frame)
+    edges = {
+        (topology.services[u], topology.services[v]): k
+        for k, (u, v) in enumerate(
+            zip(topology.edge_dependency, topology.edge_dependent, strict=True)
+        )
+    }
+    calls, errors, coverage = topology.edge_calls, topology.edge_errors, topology.coverage()
+    assert calls[edges["db", "api"]] == 80 and errors[edges["db", "api"]] == 1
+    assert calls[edges["cache", "api"]] == 200 and np.isnan(errors[edges["cache", "api"]])
+    # api served 100 requests: db on 80 % of them, cache more than once each (capped at 1);
+    # web's requests are unknown (an entry point): its busiest dependency counts as 1.
+    assert coverage[edges["db", "api"]] == pytest.approx(0.8)
+    assert coverage[edges["cache", "api"]] == 1.0
+    assert coverage[edges["api", "web"]] == 1.0
+    assert coverage[edges["cdn", "web"]] == pytest.approx(0.5)
+    staged = tmp_path / "staged.csv"
+    topology.to_frame().to_csv(staged, index=False)
+    again = Topology.from_frame(ingest.load_topology(staged).frame)
+    np.testing.assert_array_equal(again.edge_calls, calls)
+    np.testing.assert_array_equal(again.edge_errors, errors)
+    np.testing.assert_array_equal(again.coverage(), coverage)
+
+
+def test_a_topology_without_trace_counts_has_no_coverage() -> None:
+    topology = Topology.from_frame(small_frame())
+    assert topology.edge_calls is None and np.isnan(topology.coverage()).all()
