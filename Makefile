@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export GX_ANALYTICS_ENABLED := False
 export WHATIF_REPORTS_URL ?= file://$(CURDIR)/reports
 
-.PHONY: help venv run test fuzz test-llm llm-model lint freeze services chromium screenshot clean
+.PHONY: help venv run test fuzz test-llm llm-model lint freeze services chromium prometheus screenshot clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,8 +59,12 @@ services:
 chromium:
 	@scripts/ensure-chromium.sh
 
+# Debian's prometheus + promtool: the service-graph import is tested against a real server.
+prometheus:
+	@scripts/ensure-prometheus.sh
+
 # Lint and format check first (seconds), then the tests.
-test: venv services chromium lint
+test: venv services chromium prometheus lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Deep fuzzing of the readers and validation (tests/unit/test_fuzz_inputs.py, hypothesis): the

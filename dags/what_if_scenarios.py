@@ -51,7 +51,8 @@ def what_if_scenarios() -> None:
         config = tasks.run_config(params)
         as_of = config.effective_as_of
         with tasks.stage("extract", location, params, run_id) as workdir:
-            pipeline.extract(tasks.inputs(params), workdir, as_of, config.history_days)
+            inputs = tasks.import_sources(tasks.inputs(params), params, workdir, config)
+            pipeline.extract(inputs, workdir, as_of, config.history_days)
             # The run's identity, into scenarios.json: publish reads it from there.
             pipeline.record_run(workdir, run_id, as_of.date())
         return location

@@ -1,6 +1,7 @@
 """The command line: `whatif run|validate|fit|simulate|narrate|publish`, calling the DAG's own
-stages. The engine's heavier modules are imported by the commands that need them, so that
-`whatif narrate` (a few JSON files and HTTP calls) starts fast.
+stages, and `whatif topology import|merge` / `whatif incidents import` (whatif.importers). The
+engine's heavier modules are imported by the commands that need them, so that `whatif narrate`
+(a few JSON files and HTTP calls) starts fast.
 
 Exit codes: 0 success, 2 user error (one line naming file, row and column), 1 internal error.
 """
@@ -187,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_publish_options(pub, "--confluence-space", "--confluence-parent-id", short=True)
     pub.set_defaults(handler=cmd_publish)
+
+    from whatif.importers import commands as import_commands
+
+    import_commands.add_commands(commands)
     return parser
 
 

@@ -22,6 +22,9 @@ from whatif import environment
 from whatif.errors import UserError
 
 NARRATORS = ("template", "ollama", "openai")
+# The DAG's import sources (whatif.importers.fetch: the kinds; "+" merges a catalog and traces).
+TOPOLOGY_SOURCES = ("file", "backstage", "jaeger", "tempo", "backstage+jaeger", "backstage+tempo")
+INCIDENT_SOURCES = ("file", "pagerduty", "incident-io")
 CLI = "cli"
 DAG = "dag"
 BOTH = frozenset({CLI, DAG})
@@ -141,6 +144,39 @@ SETTINGS_LIST: tuple[Setting, ...] = (
         "connection sql_conn_id",
         "airflow",
         choices=("files", "sql"),
+        surfaces=frozenset({DAG}),
+    ),
+    Setting(
+        "topology_source",
+        str,
+        "file",
+        "file: the topology param; backstage, jaeger, tempo: imported at each run through the "
+        "connection whatif_backstage, whatif_jaeger or whatif_prometheus (docs/sources.md); "
+        "backstage+jaeger, backstage+tempo: the catalog merged with the traces",
+        "airflow",
+        choices=TOPOLOGY_SOURCES,
+        surfaces=frozenset({DAG}),
+    ),
+    Setting(
+        "incident_source",
+        str,
+        "file",
+        "file: the incidents param (or SQL with source sql); pagerduty, incident-io: the "
+        "history window's incidents imported at each run through the connection "
+        "whatif_pagerduty or whatif_incidentio",
+        "airflow",
+        choices=INCIDENT_SOURCES,
+        surfaces=frozenset({DAG}),
+    ),
+    Setting(
+        "trace_lookback_days",
+        float,
+        7.0,
+        "with topology_source jaeger or tempo: the days of traces before the run's time that "
+        "give the edges and their call counts",
+        "airflow",
+        positive=True,
+        maximum=90,
         surfaces=frozenset({DAG}),
     ),
     Setting(

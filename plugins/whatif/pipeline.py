@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ class Inputs:
     sql: sources.Fetch | None = None
     sql_display: str = "database"
     topology_from_sql: bool = False
+    # What messages call a file, when not its path ("backstage https://...": an import).
+    displays: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _window(as_of: datetime, history_days: int) -> dict[str, datetime]:
@@ -81,7 +84,8 @@ def _fetch_raw(inputs: Inputs, name: str, params: dict[str, Any]) -> tuple[Any, 
     location = inputs.incidents if name == "incidents" else inputs.topology
     if not location:
         raise UserError(f"no {name} source given", hint=f"pass --{name} PATH or a SQL source")
-    return sources.read_table(location, inputs.conn_id), location, False
+    display = inputs.displays.get(name, location)
+    return sources.read_table(location, inputs.conn_id), display, False
 
 
 def extract(inputs: Inputs, workdir: Path, as_of: datetime, history_days: int) -> dict[str, Any]:

@@ -8,6 +8,12 @@ astronomer-cosmos's profile mappings): which field of the connection gives which
 | whatif_confluence   | the base URL    | user  | API token or PAT   | space, parent_id, cloud    |
 | whatif_reports      | (S3 and the like: the provider's own fields)                          |
 | whatif_incidents_db | any SQL connection (a DbApiHook)                                    |
+| whatif_backstage    | the base URL    |       | BACKSTAGE_TOKEN's  | path (catalog-info YAML    |
+|                     |                 |       | token              | folder instead of the API) |
+| whatif_jaeger       | query base URL  |       | bearer (optional)  | path (a saved answer)      |
+| whatif_prometheus   | Prometheus URL  |       | bearer (optional)  |                            |
+| whatif_pagerduty    | API URL (opt.)  |       | REST API key       |                            |
+| whatif_incidentio   | API URL (opt.)  |       | API key            | services_field             |
 
 Passwords are masked in every log as soon as they are read.
 """
@@ -23,6 +29,14 @@ from whatif.errors import UserError
 LLM_CONN_ID = "whatif_llm"
 CONFLUENCE_CONN_ID = "whatif_confluence"
 REPORTS_CONN_ID = "whatif_reports"
+# The import sources of the params topology_source / incident_source, by kind.
+IMPORT_CONN_IDS = {
+    "backstage": "whatif_backstage",
+    "jaeger": "whatif_jaeger",
+    "tempo": "whatif_prometheus",
+    "pagerduty": "whatif_pagerduty",
+    "incident-io": "whatif_incidentio",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +55,12 @@ LLM_FIELDS: dict[str, Field] = {
     "timeout_s": Field("extra.timeout", float),
     "temperature": Field("extra.temperature", float),
     "max_concurrency": Field("extra.max_concurrency", int),
+}
+IMPORT_FIELDS: dict[str, Field] = {
+    "url": Field("url"),
+    "token": Field("password"),
+    "path": Field("extra.path"),
+    "services_field": Field("extra.services_field"),
 }
 CONFLUENCE_FIELDS: dict[str, Field] = {
     "url": Field("url"),
@@ -159,3 +179,24 @@ def sql_fetch(conn_id: str) -> Any:
     if not isinstance(hook, DbApiHook):
         raise UserError(f"the connection {conn_id!r} is not a SQL database")
     return sqlalchemy_fetch(hook.get_sqlalchemy_engine())
+
+
+def import_source(kind: str) -> Any:
+    """The source of one kind through its connection (IMPORT_CONN_IDS): host = the base URL
+    (or extra.path, a file or folder), password = the token, else the kind's environment
+    variable. PagerDuty and incident.io need no host (their public APIs)."""
+    from whatif.importers import fetch
+
+    conn_id = IMPORT_CONN_IDS[kind]
+    connection = optional_connection(conn_id)
+    settings = settings_of(connection, IMPORT_FIELDS)
+    location = settings.get("path") or settings.get("url")
+    if kind in fetch.TOPOLOGY_KINDS and not location:
+        state = "is not defined" if connection is None else "has no host"
+        raise UserError(
+            f"the {kind} source needs the connection {conn_id}, which {state} (host = the "
+            "base URL, password = the token; docs/sources.md)"
+        )
+    options = {"services_field": settings["services_field"]} if "services_field" in settings else {}
+    source = fetch.Source(kind, location, settings.get("token"), options)
+    return fetch.with_environment_token(source)

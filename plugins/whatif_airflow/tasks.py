@@ -121,6 +121,31 @@ def inputs(params: Mapping[str, Any]) -> Any:
     )
 
 
+def import_sources(inputs: Any, params: Mapping[str, Any], workdir: Path, config: Any) -> Any:
+    """The inputs with the params' topology_source / incident_source imported into the work
+    folder first (each through its whatif_* connection); files and SQL as they are."""
+    from whatif.importers import fetch
+
+    topology = params["topology_source"]
+    topology_kinds = [] if topology == "file" else topology.split("+")
+    incident_kind = None if params["incident_source"] == "file" else params["incident_source"]
+    if incident_kind and params["source"] == "sql":
+        raise UserError(
+            f"incident_source {incident_kind} and source sql both give the incidents: choose one"
+        )
+    if not (topology_kinds or incident_kind):
+        return inputs
+    return fetch.stage_imports(
+        inputs,
+        workdir,
+        config.effective_as_of,
+        config.history_days,
+        [connections.import_source(kind) for kind in topology_kinds],
+        connections.import_source(incident_kind) if incident_kind else None,
+        float(params["trace_lookback_days"]),
+    )
+
+
 def narration_summary(summary: Mapping[str, Any]) -> str:
     """One log line of how the narration went."""
     return (

@@ -5,6 +5,7 @@ refuses every request."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,41 @@ from typing import Any
 class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the default 5 refuses a burst of concurrent clients
+
+
+class ServedApi:
+    """A fake API on loopback, as the importers' tests use it: `_handler()` gives the request
+    handler class, requests are recorded in `requests`, faults queued in `faults` (both under
+    `_lock`); `tls` (a server context) serves HTTPS. Start it, use `url`, stop it."""
+
+    tls: ssl.SSLContext | None = None
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.faults: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server = LoopbackServer(("127.0.0.1", 0), self._handler())
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> Any:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 class JSONHandler(BaseHTTPRequestHandler):

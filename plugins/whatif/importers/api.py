@@ -79,7 +79,7 @@ class JsonApi:
     def describe(self, method: str, path: str, params: Params | None = None) -> str:
         """The request as shown in messages: origin, path and query, never the token."""
         query = f"?{urlencode(list(_pairs(params)))}" if params else ""
-        return f"{method} {_origin(self.base_url)}{self._path(path)}{query}"
+        return f"{method} {origin(self.base_url)}{self._path(path)}{query}"
 
     def _path(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -112,17 +112,15 @@ class JsonApi:
         except requests.Timeout:
             raise _Transient(f"no answer within {self.timeout_s:g} s") from None
         except requests.ConnectionError:
-            raise _Transient(f"cannot connect to {_origin(self.base_url)}") from None
+            raise _Transient(f"cannot connect to {origin(self.base_url)}") from None
         return self._answer(response, method, path, params)
 
     def _answer(self, response: Any, method: str, path: str, params: Params | None) -> Any:
         status = response.status_code
         shown = self.describe(method, path, params)
         if status in TRANSIENT_STATUS:
-            after = retry_after_seconds(response.headers.get("Retry-After"))
-            raise _Transient(
-                f"HTTP {status}", retry_after=after if status in RETRY_AFTER_STATUS else None
-            )
+            after = self.retry_after(response) if status in RETRY_AFTER_STATUS else None
+            raise _Transient(f"HTTP {status}", retry_after=after)
         if status in (401, 403):
             where = f"${self.token_variable}" if self.token_variable else "the token"
             what = "no token was sent" if not self.token else "the server refused the token"
@@ -136,7 +134,8 @@ class JsonApi:
                 hint=f"check the {self.name} base URL",
             )
         if status >= 400:
-            raise ApiError(f"{self.name}: {shown}: HTTP {status}: {_excerpt(response.text)}")
+            detail, hint = self.error_detail(response)
+            raise ApiError(f"{self.name}: {shown}: HTTP {status}: {detail}", hint=hint)
         try:
             return response.json()
         except ValueError:
@@ -145,6 +144,15 @@ class JsonApi:
                 f"({len(response.content)} bytes: {_excerpt(response.text)})",
                 hint="nothing was written; try again, and check any proxy in between",
             ) from None
+
+    def retry_after(self, response: Any) -> float | None:
+        """Seconds the server asks us to wait (429, 503): its Retry-After header."""
+        return retry_after_seconds(response.headers.get("Retry-After"))
+
+    def error_detail(self, response: Any) -> tuple[str, str | None]:
+        """(what the server said, a hint) for a 4xx/5xx answer that is not retried: an
+        excerpt of the body here; an API with its own error document reads it instead."""
+        return _excerpt(response.text), None
 
 
 def _pairs(params: Params | None) -> list[tuple[str, Any]]:
@@ -158,7 +166,7 @@ def _pairs(params: Params | None) -> list[tuple[str, Any]]:
     return out
 
 
-def _origin(url: str) -> str:
+def origin(url: str) -> str:
     """scheme://host:port of a URL, without any user:password@ part."""
     parts = urlsplit(url)
     host = parts.hostname or ""

@@ -8,14 +8,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from whatif.schemas import INCIDENT_OPTIONAL, INCIDENT_REQUIRED
+
+log = logging.getLogger("whatif")
 
 # The topology columns an importer writes, in this order (docs/sources.md).
 TOPOLOGY_COLUMNS = (
@@ -131,3 +136,73 @@ def write_whole(path: str | Path, text: str) -> Path:
 
 def unique_sorted(names: Iterable[str]) -> list[str]:
     return sorted(dict.fromkeys(n for n in names if n))
+
+
+# --- what the incident importers share ------------------------------------------------------
+
+
+def utc(when: datetime) -> datetime:
+    """Aware UTC (a naive time is read as UTC, never the machine's zone)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """An API's ISO-8601 timestamp as aware UTC; None when empty or not a time."""
+    if not value:
+        return None
+    try:
+        return utc(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return None
+
+
+def iso_instant(value: Any) -> str | None:
+    """ISO-8601 UTC with a Z; a value that does not read as a time is kept as it is (the
+    validation stage reports it, with its row)."""
+    if value is None or value == "":
+        return None
+    when = utc(value) if isinstance(value, datetime) else parse_instant(value)
+    if when is None:
+        return str(value)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def latest_copies(
+    listed: list[dict[str, Any]], keys: tuple[str, str], source: str, why: str
+) -> list[dict[str, Any]]:
+    """Each incident once, by the first of `keys` it has (an API listing that overlaps or
+    shifts while it is read lists some twice): the copy last updated wins; how many were
+    listed twice is logged, with `why`."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for incident in listed:
+        key = str(incident.get(keys[0]) or incident.get(keys[1]))
+        held = chosen.get(key)
+        if held is None or str(incident.get("updated_at") or "") >= str(
+            held.get("updated_at") or ""
+        ):
+            chosen[key] = incident
+    if len(listed) > len(chosen):
+        log.info("%s: %d incidents %s, kept once", source, len(listed) - len(chosen), why)
+    return list(chosen.values())
+
+
+def created_within(
+    incidents: list[dict[str, Any]], since: datetime, until: datetime, source: str, why: str
+) -> list[dict[str, Any]]:
+    """Those created in [since, until) (an API filter that is coarser or inclusive lists a few
+    more), how many were left out logged with `why`."""
+    kept = []
+    for incident in incidents:
+        created = parse_instant(incident.get("created_at"))
+        if created is None or since <= created < until:
+            kept.append(incident)
+    if len(kept) < len(incidents):
+        log.info(
+            "%s: %d incidents created outside [%s, %s)%s left out",
+            source,
+            len(incidents) - len(kept),
+            iso_instant(since),
+            iso_instant(until),
+            f" ({why})" if why else "",
+        )
+    return kept
