@@ -55,6 +55,20 @@ def mermaid_cascade(scenario: dict[str, Any], edges: list[tuple[str, str]]) -> s
     return "\n".join(lines)
 
 
+def _prior_source(prior: dict[str, Any]) -> str:
+    """Where a class's cascade prior came from, and what the traces did to it (model.md 4a)."""
+    text = "fitted to the fleet" if prior["source"] == "data" else "default"
+    traced = int(prior.get("traced_edges") or 0)
+    if not traced:
+        return text
+    exponent = float(prior.get("trace_exponent") or 0.0)
+    seen = f"{traced} edge{'s'[: traced != 1]} seen in traces"
+    if exponent == 0:
+        return f"{text}; {seen}: call coverage ignored, it did not predict this history's cascades"
+    scale = "call coverage" if exponent == 1 else f"call coverage^{exponent:g}"
+    return f"{text}; {seen}: means scaled by {scale}"
+
+
 def model_card(model_doc: ModelDoc) -> dict[str, Any]:
     """The facts of the model card: what was fitted on what, and how well it forecast."""
     doc = model_doc.model_dump()
@@ -69,7 +83,7 @@ def model_card(model_doc: ModelDoc) -> dict[str, Any]:
         {
             "label": classes[name],
             "mean": prior["alpha"] / (prior["alpha"] + prior["beta"]),
-            "source": "fitted to the fleet" if prior["source"] == "data" else "default",
+            "source": _prior_source(prior),
         }
         for name in classes
         if edges and (prior := doc["priors"].get(f"propagation_{name}"))

@@ -193,3 +193,52 @@ def test_inputs_are_the_files_of_the_params():
     inputs = tasks.inputs(params(mapping="pagerduty"))
     assert inputs.incidents == str(defaults.SAMPLE / "incidents.csv")
     assert inputs.mapping == "pagerduty" and inputs.sql is None and inputs.aliases is None
+
+
+def test_import_sources_come_from_their_connections_or_say_what_is_missing(monkeypatch):
+    for conn_id in connections.IMPORT_CONN_IDS.values():
+        monkeypatch.delenv(f"AIRFLOW_CONN_{conn_id.upper()}", raising=False)
+    monkeypatch.delenv("BACKSTAGE_TOKEN", raising=False)
+    with pytest.raises(UserError, match="connection whatif_backstage, which is not defined"):
+        connections.import_source("backstage")
+    define(monkeypatch, "whatif_backstage", conn_type="http", password="bs-secret")
+    with pytest.raises(UserError, match="connection whatif_backstage, which has no host"):
+        connections.import_source("backstage")
+    define(
+        monkeypatch,
+        "whatif_backstage",
+        conn_type="http",
+        host="https://backstage.example",
+        password="bs-secret",
+    )
+    source = connections.import_source("backstage")
+    assert (source.kind, source.location, source.token) == (
+        "backstage",
+        "https://backstage.example",
+        "bs-secret",
+    )
+    assert "bs-secret" not in repr(source)
+    define(monkeypatch, "whatif_jaeger", conn_type="http", extra={"path": "/srv/deps.json"})
+    assert connections.import_source("jaeger").location == "/srv/deps.json"
+    # PagerDuty needs no host (its public API); the key may come from the environment.
+    monkeypatch.setenv("PAGERDUTY_TOKEN", "pd-from-env")
+    source = connections.import_source("pagerduty")
+    assert (source.location, source.token) == (None, "pd-from-env")
+    define(
+        monkeypatch,
+        "whatif_incidentio",
+        conn_type="http",
+        password="iio-secret",
+        extra={"services_field": "Services"},
+    )
+    source = connections.import_source("incident-io")
+    assert source.token == "iio-secret" and dict(source.options) == {"services_field": "Services"}
+
+
+def test_files_stay_files_and_two_sources_of_incidents_are_refused(tmp_path):
+    inputs = tasks.inputs(params())
+    config = tasks.run_config(params(), AS_OF)
+    assert tasks.import_sources(inputs, params(), tmp_path, config) is inputs
+    both = params(source="sql", incident_source="pagerduty")
+    with pytest.raises(UserError, match="incident_source pagerduty and source sql"):
+        tasks.import_sources(inputs, both, tmp_path, config)

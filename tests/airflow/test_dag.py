@@ -338,6 +338,51 @@ def test_dag_reads_sql_through_the_database_connection(airflow_home, loaded_data
     assert validation["inputs"]["topology"]["rows_read"] == 28
 
 
+def test_dag_imports_the_catalog_and_the_incidents_through_their_connections(
+    airflow_home, tmp_path
+):
+    from fakes.incident_servers import IIO_TOKEN, iio_incident, incident_io_server
+
+    shop = PROJECT / "tests" / "data" / "backstage" / "shop"
+    now = datetime.now(UTC)
+    incidents = [
+        iio_incident(n, (now - timedelta(days=3 * n)).isoformat(), services=services)
+        for n, services in enumerate(
+            [("orders",), ("payments", "orders"), ("catalog-db", "catalog"), ("orders-db",)] * 5,
+            start=1,
+        )
+    ]
+    with incident_io_server(incidents=incidents) as server:
+        out, latest = _run_dag(
+            airflow_home,
+            tmp_path,
+            {
+                "topology_source": "backstage",
+                "incident_source": "incident-io",
+                "allow_external_dependencies": True,
+            },
+            AIRFLOW_CONN_WHATIF_BACKSTAGE=json.dumps(
+                {"conn_type": "http", "extra": {"path": str(shop)}}
+            ),
+            AIRFLOW_CONN_WHATIF_INCIDENTIO=json.dumps(
+                {"conn_type": "http", "host": server.url, "password": IIO_TOKEN}
+            ),
+        )
+    assert "STATE success" in out, out[-3000:]
+    assert IIO_TOKEN not in out
+    validation = json.loads((latest / "validation.json").read_text())
+    assert validation["inputs"]["topology"]["path"] == f"backstage {shop}"
+    assert validation["inputs"]["incidents"]["path"] == f"incident-io {server.url}"
+    assert validation["inputs"]["incidents"]["rows_read"] == sum(
+        len(i["custom_field_entries"][0]["values"]) for i in incidents
+    )
+    # Every request of the import carried the connection's key; the run read every page.
+    assert all(r["headers"]["Authorization"] == f"Bearer {IIO_TOKEN}" for r in server.requests)
+    imported = list((tmp_path / "work").rglob("imported_topology.csv"))
+    expected = (PROJECT / "tests" / "data" / "backstage" / "shop-topology.csv").read_text()
+    assert len(imported) == 1 and imported[0].read_text() == expected
+
+
 def test_dag_reads_an_incident_tool_export_through_a_mapping(airflow_home, tmp_path):
     export = PROJECT / "tests" / "data" / "exports" / "pagerduty.csv"
     out, latest = _run_dag(

@@ -17,6 +17,8 @@ from fakes.incident_servers import (
     pd_incident,
 )
 from shared import PROJECT
+from whatif import report
+from whatif.schemas import ModelDoc
 
 BACKSTAGE = PROJECT / "tests" / "data" / "backstage"
 JAEGER = PROJECT / "tests" / "data" / "traces" / "jaeger_dependencies.json"
@@ -107,6 +109,11 @@ def test_jaeger_topology_gives_each_traced_edge_its_coverage_in_the_model(run_cl
     assert prior["traced_edges"] == len(edges) and prior["trace_exponent"] == 1.0
     means = {k: e["propagation_probability"]["mean"] for k, e in edges.items()}
     assert means["frontend", "route"] > means["frontend", "customer"]
+    # The report's model card says what the traces did.
+    card = report.model_card(ModelDoc.model_validate(model))
+    assert card["propagation_priors"][0]["source"] == (
+        f"default; {len(edges)} edges seen in traces: means scaled by call coverage"
+    )
 
 
 def test_incident_io_import_writes_incidents_that_validate(run_cli, tmp_path, monkeypatch):

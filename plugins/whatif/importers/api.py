@@ -141,7 +141,7 @@ class JsonApi:
         except ValueError:
             raise ApiError(
                 f"{self.name}: {shown}: the answer is not complete JSON "
-                f"({len(response.content)} bytes: {_excerpt(response.text)})",
+                f"({len(response.content)} bytes: {excerpt(response.text)})",
                 hint="nothing was written; try again, and check any proxy in between",
             ) from None
 
@@ -152,7 +152,7 @@ class JsonApi:
     def error_detail(self, response: Any) -> tuple[str, str | None]:
         """(what the server said, a hint) for a 4xx/5xx answer that is not retried: an
         excerpt of the body here; an API with its own error document reads it instead."""
-        return _excerpt(response.text), None
+        return excerpt(response.text), None
 
 
 def _pairs(params: Params | None) -> list[tuple[str, Any]]:
@@ -173,7 +173,7 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
-def _excerpt(text: str, limit: int = 80) -> str:
+def excerpt(text: str, limit: int = 80) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 

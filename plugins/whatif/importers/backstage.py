@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from whatif.errors import UserError, shown
 from whatif.importers.api import ApiError, JsonApi
-from whatif.importers.common import ServiceRecord, unique_sorted
+from whatif.importers.common import ServiceRecord, listing, unique_sorted
 from whatif.llm import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ PAGERDUTY_KEY = "pagerduty.com/service-id"  # the PagerDuty plugin's service ann
 SOFT_KEY = "whatif.io/soft-depends-on"
 ORPHAN_KEY = "backstage.io/orphan"
 YAML_SUFFIXES = (".yaml", ".yml")
-SHOW = 8  # names listed in one warning line before "and N more"
 
 
 # --------------------------------------------------------------------------- public
@@ -197,7 +196,7 @@ def read_files(source: str) -> list[Entity]:
             "%s: skipped %d YAML document(s) that are not Backstage entities: %s",
             SOURCE,
             len(skipped),
-            _listing(skipped),
+            listing(skipped),
         )
     return entities
 
@@ -415,7 +414,7 @@ def _unique(entities: Iterable[Entity]) -> list[Entity]:
             "kept once: %s",
             SOURCE,
             len(repeated),
-            _listing(repeated),
+            listing(repeated),
         )
     return list(first.values())
 
@@ -645,7 +644,7 @@ def _report(findings: _Findings, services: list[Entity]) -> None:
             "(declare them, or run with --allow-external-dependencies): %s",
             SOURCE,
             len(names),
-            _listing(names),
+            listing(names),
         )
     if findings.lost_dependents:
         log.warning(
@@ -653,7 +652,7 @@ def _report(findings: _Findings, services: list[Entity]) -> None:
             "the edge has no service to start from and is left out: %s",
             SOURCE,
             len(findings.lost_dependents),
-            _listing(sorted(findings.lost_dependents)),
+            listing(sorted(findings.lost_dependents)),
         )
     if findings.other_kinds:
         log.warning(
@@ -661,7 +660,7 @@ def _report(findings: _Findings, services: list[Entity]) -> None:
             "Resources are) and are left out: %s",
             SOURCE,
             len(findings.other_kinds),
-            _listing(sorted(findings.other_kinds)),
+            listing(sorted(findings.other_kinds)),
         )
     if findings.kindless:
         log.warning(
@@ -670,7 +669,7 @@ def _report(findings: _Findings, services: list[Entity]) -> None:
             "resource:...): %s",
             SOURCE,
             len(findings.kindless),
-            _listing(sorted(findings.kindless)),
+            listing(sorted(findings.kindless)),
         )
     if findings.unclear_user_facing:
         log.warning(
@@ -678,7 +677,7 @@ def _report(findings: _Findings, services: list[Entity]) -> None:
             SOURCE,
             len(findings.unclear_user_facing),
             USER_FACING_KEY,
-            _listing(findings.unclear_user_facing),
+            listing(findings.unclear_user_facing),
         )
     deprecated = [e.ref for e in services if str(e.spec.get("lifecycle")).lower() == "deprecated"]
     if deprecated:
@@ -686,7 +685,7 @@ def _report(findings: _Findings, services: list[Entity]) -> None:
             "%s: %d services are deprecated (spec.lifecycle) and kept: %s",
             SOURCE,
             len(deprecated),
-            _listing(deprecated),
+            listing(deprecated),
         )
     orphans = [e.ref for e in services if str(e.metadata("annotations").get(ORPHAN_KEY)) == "true"]
     if orphans:
@@ -695,12 +694,5 @@ def _report(findings: _Findings, services: list[Entity]) -> None:
             SOURCE,
             len(orphans),
             ORPHAN_KEY,
-            _listing(orphans),
+            listing(orphans),
         )
-
-
-def _listing(items: list[str]) -> str:
-    more = len(items) - SHOW
-    return ", ".join(shown(i, 120) for i in items[:SHOW]) + (
-        f" and {more} more" if more > 0 else ""
-    )

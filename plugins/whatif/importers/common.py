@@ -138,6 +138,16 @@ def unique_sorted(names: Iterable[str]) -> list[str]:
     return sorted(dict.fromkeys(n for n in names if n))
 
 
+def listing(items: Sequence[str], limit: int = 8) -> str:
+    """The first `limit` items of a warning line, then how many more (never a wall of names)."""
+    from whatif.errors import shown
+
+    more = len(items) - limit
+    return ", ".join(shown(i, 120) for i in items[:limit]) + (
+        f" and {more} more" if more > 0 else ""
+    )
+
+
 # --- what the incident importers share ------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from whatif import ingest
-from whatif.importers.common import ServiceRecord
+from whatif.importers.common import ServiceRecord, listing
 
 log = logging.getLogger("whatif")
 
@@ -106,12 +106,11 @@ def _report(topologies: Sequence[Sequence[ServiceRecord]], names: Sequence[str])
     ):
         if items:
             log.warning(
-                "%d %s%s %s: %s", len(items), noun, "s"[: len(items) != 1], what, _listed(items)
+                "%d %s%s %s: %s", len(items), noun, "s"[: len(items) != 1], what, _named(items)
             )
 
 
-def _listed(items: set) -> str:
+def _named(items: set) -> str:
     """Sorted, the first few shown: `caller -> dependency` for edges."""
     texts = sorted(f"{item[0]} -> {item[1]}" if isinstance(item, tuple) else item for item in items)
-    more = len(texts) - SHOWN
-    return ", ".join(texts[:SHOWN]) + (f" and {more} more" if more > 0 else "")
+    return listing(texts, SHOWN)

@@ -31,7 +31,7 @@ from urllib.parse import urlencode, urlsplit
 import pandas as pd
 
 from whatif.errors import UserError
-from whatif.importers.api import ApiError, origin
+from whatif.importers.api import ApiError, excerpt, origin
 from whatif.importers.common import created_within, iso_instant, latest_copies, parse_instant, utc
 from whatif.llm import RetryPolicy
 
@@ -220,7 +220,7 @@ def _list(client: Any, start: datetime, end: datetime, *, page_size: int, cap: i
         if not isinstance(item, dict):
             raise ApiError(
                 f"{SOURCE}: {_shown(client, params)}: an incident that is not an object: "
-                f"{_excerpt(repr(item))}",
+                f"{excerpt(repr(item))}",
                 hint=f"check the {SOURCE} base URL",
             )
 
@@ -282,11 +282,11 @@ def _failure(problem: Exception, shown: str, client: Any) -> ApiError:
         except ValueError:
             return ApiError(
                 f"{SOURCE}: {shown}: the answer is not complete JSON "
-                f"({len(response.content)} bytes: {_excerpt(response.text)})",
+                f"({len(response.content)} bytes: {excerpt(response.text)})",
                 hint="nothing was written; try again, and check any proxy in between",
             )
         return ApiError(
-            f"{SOURCE}: {shown}: the answer has no `incidents` list: {_excerpt(response.text)}",
+            f"{SOURCE}: {shown}: the answer has no `incidents` list: {excerpt(response.text)}",
             hint=f"check the {SOURCE} base URL",
         )
     if status == 404:
@@ -304,7 +304,7 @@ def _error_text(response: Any) -> str:
         text = "; ".join(p.strip() for p in parts if p and p.strip())
     except (ValueError, AttributeError):
         text = ""
-    return _excerpt(text or response.text, 160)
+    return excerpt(text or response.text, 160)
 
 
 # --------------------------------------------------------------------------- rows
@@ -378,8 +378,3 @@ def _wire(when: datetime) -> str:
 def _shown(client: Any, params: dict[str, Any]) -> str:
     """The request as shown in messages (never the token: it travels in a header)."""
     return f"GET {origin(client.url)}{urlsplit(client.url).path}{PATH}?{urlencode(params, True)}"
-
-
-def _excerpt(text: str, limit: int = 80) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -26,13 +26,13 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from whatif.errors import UserError, shown
 from whatif.importers.api import ApiError, JsonApi, origin
-from whatif.importers.common import ServiceRecord
+from whatif.importers.common import ServiceRecord, utc
 from whatif.llm import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def import_jaeger(
             retry=retry or RetryPolicy(),
             sleep=sleep or time.sleep,
         )
-        params = {"endTs": int(_utc(end).timestamp() * 1000), "lookback": window_ms}
+        params = {"endTs": int(utc(end).timestamp() * 1000), "lookback": window_ms}
         where = api.describe("GET", "/api/dependencies", params)
         answer = api.get("/api/dependencies", params)
 
@@ -199,7 +199,7 @@ def import_tempo(
         retry=retry or RetryPolicy(),
         sleep=sleep or time.sleep,
     )
-    at = _utc(end)
+    at = utc(end)
     requests = _query_edges(api, REQUESTS_METRIC, window, at)
     if requests is None:
         raise UserError(
@@ -471,11 +471,6 @@ def _lookback_seconds(lookback_days: float) -> int:
 
 def _is_url(source: str) -> bool:
     return str(source).lower().startswith(("http://", "https://"))
-
-
-def _utc(moment: datetime) -> datetime:
-    """A naive datetime is taken as UTC (never the machine's zone)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _is_count(value: Any) -> bool:
