@@ -225,7 +225,9 @@ def _documents(path: Path) -> list[Any]:
     except OSError as problem:
         raise UserError(f"{SOURCE}: cannot read {path}: {problem.strerror}") from None
     try:
-        return list(yaml.safe_load_all(text))
+        # libyaml's loader when PyYAML has it: the same documents, 8x faster (22,000 files
+        # in 2.1 s instead of 17 s: bench/imports_results.md).
+        return list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     except yaml.YAMLError as problem:
         mark = getattr(problem, "problem_mark", None)
         line = f" line {mark.line + 1}:" if mark is not None else ""
