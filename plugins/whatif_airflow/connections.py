@@ -198,5 +198,11 @@ def import_source(kind: str) -> Any:
             "base URL, password = the token; docs/sources.md)"
         )
     options = {"services_field": settings["services_field"]} if "services_field" in settings else {}
-    source = fetch.Source(kind, location, settings.get("token"), options)
-    return fetch.with_environment_token(source)
+    source = fetch.with_environment_token(
+        fetch.Source(kind, location, settings.get("token"), options)
+    )
+    if source.token:  # a token from the environment is masked in the task logs too
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(source.token)
+    return source

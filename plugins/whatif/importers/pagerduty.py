@@ -106,7 +106,7 @@ def import_incidents(
     kept = created_within(incidents, since, until, SOURCE, "")
     names = dict(service_names or {})
     _report_unnamed(kept, names)
-    rows = [_row(incident, names) for incident in kept]
+    rows = [_named(incident, names) for incident in kept]
     rows.sort(key=lambda r: (r["started_at"] or "", r["incident_id"] or "", r["service"] or ""))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
@@ -231,7 +231,7 @@ def _list(client: Any, start: datetime, end: datetime, *, page_size: int, cap: i
             for incident in client.iter_all(
                 PATH, params=params, page_size=page_size, item_hook=watch, total=True
             ):
-                listed.append(_slim(incident))
+                listed.append(_entry(incident))
         except pagerduty.Error as problem:
             raise _failure(problem, _shown(client, params), client) from None
     texts = [str(w.message) for w in caught]
@@ -310,40 +310,21 @@ def _error_text(response: Any) -> str:
 # --------------------------------------------------------------------------- rows
 
 
-# What the import reads of an incident (_row, the de-duplication, the window, the report of
-# unnamed services): kept as each incident arrives, the rest dropped at once (a two-year
-# history of 300,000 incidents held whole took 1.7 GB; bench/imports_results.md).
-KEPT_FIELDS = (
-    "id",
-    "incident_number",
-    "title",
-    "created_at",
-    "updated_at",
-    "status",
-    "resolved_at",
-    "last_status_change_at",
-    "urgency",
-)
-KEPT_REFERENCES = ("service", "priority", "escalation_policy")  # their id, summary and name
-
-
-def _slim(incident: dict[str, Any]) -> dict[str, Any]:
-    """The fields the import reads, references reduced to their id, summary and name."""
-    slim = {key: incident.get(key) for key in KEPT_FIELDS}
-    for key in KEPT_REFERENCES:
-        reference = incident.get(key)
-        slim[key] = (
-            {k: reference.get(k) for k in ("id", "summary", "name")}
-            if isinstance(reference, dict)
-            else None
-        )
-    slim["teams"] = [
-        {"summary": t.get("summary")} for t in incident.get("teams") or [] if isinstance(t, dict)
-    ]
-    slim["acknowledgements"] = [
-        {"at": a.get("at")} for a in incident.get("acknowledgements") or [] if isinstance(a, dict)
-    ]
-    return slim
+def _entry(incident: dict[str, Any]) -> dict[str, Any]:
+    """What the import keeps of an incident as it arrives: its keys (for the de-duplication
+    and the window), its service's id and name, and its row of the incidents contract (the
+    rest dropped at once: a two-year history of 300,000 incidents held whole took 1.7 GB,
+    bench/imports_results.md)."""
+    service = incident.get("service") or {}
+    return {
+        "id": incident.get("id"),
+        "incident_number": incident.get("incident_number"),
+        "created_at": incident.get("created_at"),
+        "updated_at": incident.get("updated_at"),
+        "service_id": service.get("id"),
+        "service_name": service.get("summary") or service.get("id") or "?",
+        "row": _row(incident),
+    }
 
 
 def _report_unnamed(incidents: list[dict[str, Any]], names: Mapping[str, str]) -> None:
@@ -351,11 +332,7 @@ def _report_unnamed(incidents: list[dict[str, Any]], names: Mapping[str, str]) -
     (their rows keep PagerDuty's name, which validation may not find in the topology)."""
     if not names:
         return
-    missing = Counter(
-        (i.get("service") or {}).get("summary") or (i.get("service") or {}).get("id") or "?"
-        for i in incidents
-        if (i.get("service") or {}).get("id") not in names
-    )
+    missing = Counter(i["service_name"] for i in incidents if i["service_id"] not in names)
     if missing:
         shown = ", ".join(f"{name} ({count})" for name, count in sorted(missing.items())[:8])
         more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
@@ -369,8 +346,9 @@ def _report_unnamed(incidents: list[dict[str, Any]], names: Mapping[str, str]) -
         )
 
 
-def _row(incident: dict[str, Any], names: Mapping[str, str]) -> dict[str, str | None]:
-    """One incident as a row of the incidents contract (mapping in the module docstring)."""
+def _row(incident: dict[str, Any]) -> dict[str, str | None]:
+    """One incident as a row of the incidents contract (mapping in the module docstring),
+    named by PagerDuty's service name (import_incidents renames by the topology's ids)."""
     service = incident.get("service") or {}
     priority = incident.get("priority") or {}
     teams = [t.get("summary") for t in incident.get("teams") or [] if t and t.get("summary")]
@@ -382,7 +360,7 @@ def _row(incident: dict[str, Any], names: Mapping[str, str]) -> dict[str, str | 
     title = incident.get("title") or None
     return {
         "incident_id": str(number) if number is not None else incident.get("id"),
-        "service": names.get(service.get("id") or "") or service.get("summary") or None,
+        "service": service.get("summary") or None,
         "started_at": iso_instant(incident.get("created_at")),
         "resolved_at": iso_instant(resolved),
         "acknowledged_at": _first_acknowledgement(incident.get("acknowledgements") or []),
@@ -392,6 +370,13 @@ def _row(incident: dict[str, Any], names: Mapping[str, str]) -> dict[str, str | 
         "team": teams[0] if teams else (incident.get("escalation_policy") or {}).get("summary"),
         "status": status,
     }
+
+
+def _named(entry: dict[str, Any], names: Mapping[str, str]) -> dict[str, str | None]:
+    """The entry's row, its service named by the topology when its id has a row there."""
+    row = entry["row"]
+    name = names.get(entry["service_id"] or "")
+    return {**row, "service": name} if name else row
 
 
 def _first_acknowledgement(acknowledgements: list[dict[str, Any]]) -> str | None:
