@@ -10,9 +10,13 @@ forked child's, so a parent that held the inputs would inflate every figure.
 - validate: the topology CSV and about --rows incidents as a user's export (incidents.csv):
   spelling variants, mixed timestamp formats and vocabularies, ~2 % bad rows: bench_validate's;
 - fleet:    a fleet of --services with shared infrastructure hubs (topology.csv) and about --rows
-  incidents as a user's export (incidents.csv): bench_commands.py's, for the CLI end to end.
+  incidents as a user's export (incidents.csv): bench_commands.py's, for the CLI end to end;
+- imports:  the same fleet as the importers' sources hold it: a Backstage catalog (catalog/,
+  entities.json), trace traffic (traffic.csv, jaeger_links.json) and about --rows incidents
+  (incidents.parquet): bench_imports.py's.
 
-    PYTHONPATH=plugins .venv/bin/python bench/generate.py {simulate,fit,validate,fleet} --dir DIR
+    PYTHONPATH=plugins .venv/bin/python bench/generate.py {simulate,fit,validate,fleet,imports}
+        --dir DIR
         [--rows N] [--services N] [--dependencies D] [--named-zone-share S]
 
 It prints a JSON object of facts about what it wrote (counts, seconds, a "summary" line).
@@ -23,6 +27,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import re
 import sys
 import time
 from datetime import timedelta
@@ -356,17 +362,24 @@ FLEET_HUB_SHARE = 0.1  # of the services above the foundations, on each hub
 INCIDENTS_PER_SERVICE = 15  # 75,000 incidents at 5,000 services: two years of a busy fleet
 
 
+def fleet_topology(services: int, dependencies: float) -> tuple[np.random.Generator, pd.DataFrame]:
+    """The fleet of `services` (seeded by its size): a layered DAG with FLEET_HUBS shared
+    infrastructure hubs, a quarter of the edges soft, as a contract topology frame; and the
+    generator, to draw the fleet's history next (fleet and imports draw the same fleet)."""
+    rng = np.random.default_rng(FLEET_SEED + services)
+    frame = synthetic.layered_topology(
+        services, dependencies, rng, hubs=FLEET_HUBS, hub_share=FLEET_HUB_SHARE
+    )
+    return rng, synthetic.contract_topology(frame, rng, soft_share=SOFT_EDGE_SHARE)
+
+
 def fleet_inputs(folder: Path, n: int, services: int, dependencies: float) -> dict:
     """A fleet as a user hands it to `whatif`: topology.csv (a layered DAG with shared
     infrastructure hubs, a quarter of the edges soft) and incidents.csv of about n rows as a
     user's export (spelling variants, mixed timestamps and vocabularies, ~2 % bad rows):
     bench_commands' inputs."""
     began = time.perf_counter()
-    rng = np.random.default_rng(FLEET_SEED + services)
-    frame = synthetic.layered_topology(
-        services, dependencies, rng, hubs=FLEET_HUBS, hub_share=FLEET_HUB_SHARE
-    )
-    topology_frame = synthetic.contract_topology(frame, rng, soft_share=SOFT_EDGE_SHARE)
+    rng, topology_frame = fleet_topology(services, dependencies)
     topology_frame.to_csv(folder / "topology.csv", index=False)
     topology = Topology.from_frame(ingest.load_topology(folder / "topology.csv").frame)
     process = dataclasses.replace(SIZED, incidents=n - int(n * BAD["duplicate"]))
@@ -390,12 +403,220 @@ def fleet_inputs(folder: Path, n: int, services: int, dependencies: float) -> di
     }
 
 
+# --------------------------------------------------------------------------- imports
+
+IMPORTS_SEED = 5
+IMPORTS_LOOKBACK_HOURS = 7 * 24  # the importers' default trace lookback (7d)
+# Calls per hour on an edge: 1 + LogNormal(log 20, 1.2) rounded (a few to thousands); failed
+# calls per hour: that x Beta(1, 99) rounded (most edges fail less than once an hour).
+CALLS_PER_HOUR = (math.log(20.0), 1.2)
+FAILED_SHARE = (1.0, 99.0)
+ENTRY_CLIENT = "user"  # Tempo's name for callers that are not traced: the outside world
+MESSAGING = "messaging_system"  # Tempo's connection_type of calls through a queue
+
+
+def _yaml(value, indent: int = 0) -> list[str]:
+    """A catalog entity (dicts, lists, strings, booleans) as block YAML lines, as a person
+    writes them (plain scalars; double-quoted, as JSON writes them, where a plain one would
+    read as another type): fast enough for tens of thousands of files, and read back as the
+    same document as entities.json holds (checked by the benchmark's smoke run)."""
+    pad = "  " * indent
+    lines = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{pad}{key}:")
+                lines += _yaml(item, indent + 1)
+            else:
+                lines.append(f"{pad}{key}: {_scalar(item)}")
+    else:
+        for item in value:
+            if isinstance(item, dict):
+                inner = _yaml(item, indent + 1)
+                lines.append(f"{pad}- {inner[0].lstrip()}")
+                lines += inner[1:]
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+    return lines
+
+
+PLAIN = re.compile(r"[A-Za-z][\w./:@ (),-]*")  # a YAML plain scalar, unless a keyword below
+YAML_WORDS = ("true", "false", "yes", "no", "on", "off", "y", "n", "null", "~")
+
+
+def _scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return "{}" if isinstance(value, dict) else "[]"
+    text = str(value)
+    plain = (
+        PLAIN.fullmatch(text)
+        and not text.endswith((":", " "))
+        and ": " not in text
+        and text.lower() not in YAML_WORDS
+    )
+    return text if plain else json.dumps(text)
+
+
+def catalog_entities(frame: pd.DataFrame) -> tuple[list[dict], list[str]]:
+    """The fleet as a Backstage catalog: one Group per owner team, a Resource (type
+    database) per data-tier service and a Component (type service) per other service, with
+    spec.owner, spec.dependsOn refs of every dependency (hard and soft), the soft ones also
+    in the whatif.io/soft-depends-on annotation, the PagerDuty service id, on-call and tier
+    annotations, the user_facing label when known and a runbook link; and each entity's
+    file under catalog/ (team folders: catalog/TEAM/group.yaml and
+    catalog/TEAM/SERVICE/catalog-info.yaml)."""
+    resource = (frame["tier"] == "data").to_numpy()
+    kinds = dict(zip(frame["service"], np.where(resource, "Resource", "Component"), strict=True))
+    entities, paths = [], []
+    for team in sorted(frame["owner_team"].unique()):
+        entities.append(
+            {
+                "apiVersion": "backstage.io/v1alpha1",
+                "kind": "Group",
+                "metadata": {"name": team, "description": f"The {team} team"},
+                "spec": {"type": "team", "children": []},
+            }
+        )
+        paths.append(f"{team}/group.yaml")
+    for index, row in enumerate(frame.itertuples(index=False)):
+        kind = kinds[row.service]
+        depends = [d for d in row.depends_on.split(";") if d]
+        soft = [d for d in str(row.soft_depends_on or "").split(";") if d]
+        annotations = {
+            "pagerduty.com/service-id": pagerduty_id(index),
+            "whatif.io/oncall": row.oncall,
+        }
+        if soft:
+            annotations["whatif.io/soft-depends-on"] = ",".join(
+                f"{kinds[d].lower()}:{d}" for d in soft
+            )
+        labels = {"whatif.io/tier": row.tier}
+        if row.user_facing in ("true", "false"):
+            labels["whatif.io/user-facing"] = row.user_facing
+        spec = {
+            "type": "database" if kind == "Resource" else "service",
+            "owner": f"group:{row.owner_team}",
+        }
+        if kind == "Component":
+            spec["lifecycle"] = "production"
+        if depends:
+            spec["dependsOn"] = [f"{kinds[d].lower()}:{d}" for d in depends]
+        entities.append(
+            {
+                "apiVersion": "backstage.io/v1alpha1",
+                "kind": kind,
+                "metadata": {
+                    "name": row.service,
+                    "description": f"{row.service} ({row.tier})",
+                    "annotations": annotations,
+                    "labels": labels,
+                    "links": [{"url": row.runbook_url, "title": "Runbook"}],
+                },
+                "spec": spec,
+            }
+        )
+        paths.append(f"{row.owner_team}/{row.service}/catalog-info.yaml")
+    return entities, paths
+
+
+def pagerduty_id(index: int) -> str:
+    """The PagerDuty service id of the fleet's index-th service (the catalog's annotation)."""
+    return f"PS{index:05d}"
+
+
+def trace_traffic(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Calls and failed calls per hour on every edge (client: the dependent, server: its
+    dependency; connection_type messaging_system on the soft edges, as calls through a
+    queue), and from the outside world (client `user`) to each user-facing service; with
+    each counter's value at the first sample (counters that ran before the window)."""
+    rows = []
+    for row in frame.itertuples(index=False):
+        soft = set(str(row.soft_depends_on or "").split(";"))
+        for dependency in (d for d in row.depends_on.split(";") if d):
+            rows.append((row.service, dependency, MESSAGING if dependency in soft else ""))
+        if row.user_facing == "true":
+            rows.append((ENTRY_CLIENT, row.service, ""))
+    traffic = pd.DataFrame(rows, columns=["client", "server", "connection_type"])
+    m = len(traffic)
+    calls = 1 + np.rint(rng.lognormal(*CALLS_PER_HOUR, size=m)).astype(np.int64)
+    traffic["per_hour"] = calls
+    traffic["failed_per_hour"] = np.rint(calls * rng.beta(*FAILED_SHARE, size=m)).astype(np.int64)
+    traffic["first"] = rng.integers(0, 1_000_000, size=m)
+    traffic["failed_first"] = (traffic["first"] * 0.01).astype(np.int64)
+    return traffic
+
+
+def imports_inputs(folder: Path, n: int, services: int, dependencies: float) -> dict:
+    """The fleet of `fleet` (same seed, same DAG and hubs: topology.csv) as the importers'
+    sources hold it: a Backstage catalog (catalog/: team folders of catalog-info.yaml files;
+    entities.json: the same entities, for the fake catalog API), the trace traffic of every
+    edge over the lookback (traffic.csv: per-hour calls and failures, the Tempo service-graph
+    counters; jaeger_links.json: Jaeger's dependency links with the lookback's callCount)
+    and about n incidents over two years (incidents.parquet, the clean history drawn on the
+    fleet, for the fake PagerDuty and incident.io APIs)."""
+    began = time.perf_counter()
+    rng, frame = fleet_topology(services, dependencies)
+    frame.to_csv(folder / "topology.csv", index=False)
+    topology = Topology.from_frame(ingest.load_topology(folder / "topology.csv").frame)
+    history = synthetic.fleet_history(topology, dataclasses.replace(SIZED, incidents=n), rng)
+    incidents = history.incidents[
+        ["incident_id", "service", "started_at", "resolved_at", "severity", "title", "team"]
+    ]
+    incidents.to_parquet(folder / "incidents.parquet", index=False)
+
+    entities, paths = catalog_entities(frame)
+    catalog = folder / "catalog"
+    size = 0
+    for entity, path in zip(entities, paths, strict=True):
+        file = catalog / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        text = "\n".join(_yaml(entity)) + "\n"
+        file.write_text(text, encoding="utf-8")
+        size += len(text)
+    (folder / "entities.json").write_text(json.dumps(entities))
+
+    traffic = trace_traffic(frame, np.random.default_rng(IMPORTS_SEED + services))
+    traffic.to_csv(folder / "traffic.csv", index=False)
+    inner = traffic[traffic["client"] != ENTRY_CLIENT]
+    links = [
+        {"parent": c, "child": s, "callCount": int(k) * IMPORTS_LOOKBACK_HOURS}
+        for c, s, k in zip(inner["client"], inner["server"], inner["per_hour"], strict=True)
+    ]
+    (folder / "jaeger_links.json").write_text(json.dumps(links))
+
+    depends = frame["depends_on"].map(lambda t: len([d for d in t.split(";") if d]))
+    soft = frame["soft_depends_on"].fillna("").map(lambda t: len([d for d in t.split(";") if d]))
+    kinds = pd.Series([e["kind"] for e in entities]).value_counts().to_dict()
+    traced = set(inner["client"]) | set(inner["server"])
+    entry = set(traffic.loc[traffic["client"] == ENTRY_CLIENT, "server"])
+    edges = int(depends.sum())
+    return {
+        "services": len(frame),
+        "edges": edges,
+        "soft_edges": int(soft.sum()),
+        "kinds": kinds,
+        "catalog_files": len(paths),
+        "catalog_bytes": size,
+        "links": len(links),
+        "traced_services": len(traced),
+        "entry_services": len(entry),
+        "tempo_series": 2 * len(traffic),
+        "incidents": len(incidents),
+        "history": history.facts,
+        "generate_s": time.perf_counter() - began,
+        "summary": f"{len(frame):,} services, {edges:,} edges, {len(paths):,} catalog files "
+        f"({size / 2**20:.0f} MiB), {len(incidents):,} incidents",
+    }
+
+
 # --------------------------------------------------------------------------- command line
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("simulate", "fit", "validate", "fleet"))
+    parser.add_argument("kind", choices=("simulate", "fit", "validate", "fleet", "imports"))
     parser.add_argument("--dir", type=Path, required=True, help="where to write the inputs")
     parser.add_argument("--rows", type=int, default=100_000, help="incidents (fit, validate)")
     parser.add_argument("--services", type=int, default=5000, help="(simulate, fit)")
@@ -410,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         "fit": lambda: fit_inputs(args.dir, args.rows, args.services),
         "validate": lambda: validate_inputs(args.dir, args.rows, args.named_zone_share),
         "fleet": lambda: fleet_inputs(args.dir, args.rows, args.services, args.dependencies),
+        "imports": lambda: imports_inputs(args.dir, args.rows, args.services, args.dependencies),
     }[args.kind]()
     print(json.dumps(facts, default=str))
     return 0

@@ -148,12 +148,25 @@ def real_prometheus(
         timeout=120,
     )
     backfill_s = time.monotonic() - started
+    started = time.monotonic()
+    with serving(folder, data, ready_within_s) as (url, _process):
+        yield RealPrometheus(
+            url, prometheus_version(), time.monotonic() - started, backfill_s=backfill_s
+        )
+
+
+@contextmanager
+def serving(
+    folder: Path, data: Path, ready_within_s: float = 60.0
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Prometheus serving the TSDB in `data` on a free loopback port, with no scrape target
+    (so nothing but the backfilled series), until the block exits: (its URL, the process).
+    `folder` receives the configuration and prometheus.log."""
     config = folder / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 1h\nscrape_configs: []\n", encoding="utf-8")
     port = _free_port()
     log_path = folder / "prometheus.log"
     with log_path.open("wb") as log_file:
-        started = time.monotonic()
         process = subprocess.Popen(
             [
                 "prometheus",
@@ -169,16 +182,14 @@ def real_prometheus(
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, process, log_path, ready_within_s)
-        yield RealPrometheus(
-            url, prometheus_version(), time.monotonic() - started, backfill_s=backfill_s
-        )
+        yield url, process
     finally:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout=15)
+            process.wait(timeout=30)
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log_path: Path, within_s: float) -> None:
