@@ -152,7 +152,7 @@ def what_if_scenarios() -> None:
 
         with tasks.stage("report", location, params, run_id) as workdir:
             tasks.previous_run(workdir, params)
-            pipeline.run_report(workdir)
+            pipeline.run_report(workdir, tasks.run_config(params).export_formats)
         return location
 
     @task(outlets=[REPORT_ASSET])

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from whatif import __version__, config, environment, params, resources, runfolder
 from whatif.config import LLMSettings, RunConfig, build_event, parse_timestamp
 from whatif.errors import UserError
+from whatif.gameday.plan import FORMATS
 
 if TYPE_CHECKING:
     from whatif import pipeline
@@ -188,6 +189,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_publish_options(pub, "--confluence-space", "--confluence-parent-id", short=True)
     pub.set_defaults(handler=cmd_publish)
+
+    export = commands.add_parser(
+        "export",
+        help="a run's scenarios as chaos experiments for a game day (Chaos Toolkit, Chaos "
+        "Mesh, LitmusChaos, AWS FIS); nothing is run or injected",
+    )
+    export.add_argument("dir", metavar="RUN_DIR", help="folder written by `whatif run`")
+    export.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        required=True,
+        choices=FORMATS,
+        help="repeatable; docs/gameday.md",
+    )
+    export.add_argument(
+        "--out", metavar="DIR", help="where to write them (default RUN_DIR/experiments)"
+    )
+    export.add_argument(
+        "--targets",
+        metavar="PATH",
+        help="where each service runs (service, k8s_namespace, k8s_selector, health_url, "
+        "aws_target), when the topology does not say",
+    )
+    export.set_defaults(handler=cmd_export)
 
     from whatif.importers import commands as import_commands
 
@@ -469,6 +495,22 @@ def cmd_load_sample(args: argparse.Namespace) -> int:
     print(
         f"loaded {counts['incidents']} incident rows, {counts['services']} services and "
         f"{counts['dependencies']} dependencies into {redact(args.db_url)}"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from whatif.gameday import export
+
+    run_dir = Path(args.dir)
+    out = output_folder(args.out) if args.out else None
+    index = export.export_run(run_dir, args.formats, out, args.targets)
+    written = [e for e in index["experiments"] if e["file"]]
+    skipped = len(index["experiments"]) - len(written)
+    where = out or run_dir / export.EXPERIMENTS_FOLDER
+    print(
+        f"wrote {len(written)} experiments ({', '.join(index['formats'])}) to {where}"
+        + (f"; {skipped} skipped, reasons in {export.INDEX_FILE}" if skipped else "")
     )
     return 0
 

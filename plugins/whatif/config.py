@@ -152,6 +152,7 @@ class RunConfig:
     what_if: tuple[WhatIf, ...] = ()
     focus_services: tuple[str, ...] = ()  # an event's services in focus (selection)
     exercises: str | None = None  # the exercise log (path or URL): readiness and selection
+    export_formats: tuple[str, ...] = ()  # chaos experiment formats (whatif.gameday)
     # depends_on names without a row of their own become external leaf services (a warning)
     allow_external_dependencies: bool = default("allow_external_dependencies")
     narrator: str = "template"
@@ -225,6 +226,17 @@ def _names(value: object) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]  # type: ignore[union-attr]
 
 
+def _export_formats(value: object) -> tuple[str, ...]:
+    """The export formats, each known (a UserError naming the others otherwise)."""
+    from whatif.gameday.plan import FORMATS
+
+    names = tuple(dict.fromkeys(n.lower() for n in _names(value)))
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        raise UserError(f"export format {', '.join(unknown)}: choose among {', '.join(FORMATS)}")
+    return names
+
+
 def run_config(
     values: Mapping[str, Any], as_of: datetime | None, api_key: str | None = None
 ) -> RunConfig:
@@ -257,6 +269,7 @@ def run_config(
         what_if=tuple(WhatIf.parse(item) for item in _names(values.get("what_if"))),
         focus_services=tuple(_names(values.get("focus_services"))),
         exercises=text("exercises"),
+        export_formats=_export_formats(values.get("export_formats")),
         allow_external_dependencies=bool(values.get("allow_external_dependencies")),
         narrator=text("narrator") or default("narrator"),
         llm=llm_settings(values, api_key),

@@ -28,6 +28,7 @@ from whatif.schemas import (
     TOPOLOGY_OBSERVED,
     TOPOLOGY_OPTIONAL,
     TOPOLOGY_REQUIRED,
+    TOPOLOGY_TARGETS,
 )
 
 ROW = sources.ROW
@@ -438,7 +439,7 @@ def topology_table(raw: pd.DataFrame, display: str) -> Table:
     else:
         raw_view = raw
     frame = pd.DataFrame({ROW: raw_view[ROW]})
-    for column in (*TOPOLOGY_REQUIRED, *TOPOLOGY_OPTIONAL, *TOPOLOGY_OBSERVED):
+    for column in (*TOPOLOGY_REQUIRED, *TOPOLOGY_OPTIONAL, *TOPOLOGY_OBSERVED, *TOPOLOGY_TARGETS):
         frame[column] = clean_text(raw_view[column]) if column in raw_view else ""
     frame["depends_on"] = frame["depends_on"].map(split_dependencies)
     _read_criticality(frame)

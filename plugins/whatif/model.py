@@ -18,8 +18,9 @@ The maths is written out in docs/model.md; the backtest is in whatif.backtest.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,8 @@ from whatif import classify, rates
 from whatif.config import ModelSettings
 from whatif.schemas import FAILURE_MODES, SEVERITIES, ModelDoc
 from whatif.topology import Topology
+
+log = logging.getLogger(__name__)
 
 MODE_CONCENTRATION = 5.0  # pseudo-incidents of fleet mix added to each service's mode counts
 SEVERITY_CONCENTRATION = 5.0
@@ -276,6 +279,43 @@ def edge_evidence(
         "inferred_hits": count(inferred),
         "censored": count(censored),
     }
+
+
+def add_gameday_trials(
+    evidence: dict[str, np.ndarray],
+    topology: Topology,
+    trials: Sequence[tuple[str, str, bool]],
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Game days as cascade evidence (docs/gameday.md): an experiment injected a failure into
+    the dependency and watched the dependent's steady state; each (dependency, dependent,
+    deviated) on an edge of the topology is one trial of that edge, a hit when the dependent
+    deviated, counted with the incidents' (`gameday_trials`, `gameday_hits` kept apart for
+    model.json). A pair that is no edge (the dependent reached through another service, or
+    not a dependent at all) is not a trial of any edge: counted as `not_an_edge`."""
+    n_edges = len(topology.edge_dependency)
+    extra = {"gameday_trials": np.zeros(n_edges), "gameday_hits": np.zeros(n_edges)}
+    summary = {"used": 0, "not_an_edge": 0}
+    if trials:
+        index = topology.index
+        n = topology.size
+        keys = topology.edge_dependency * n + topology.edge_dependent
+        for dependency, dependent, deviated in trials:
+            if dependency not in index or dependent not in index:
+                summary["not_an_edge"] += 1
+                continue
+            key = index[dependency] * n + index[dependent]
+            at = int(np.searchsorted(keys, key))
+            if at >= n_edges or keys[at] != key:
+                summary["not_an_edge"] += 1
+                continue
+            extra["gameday_trials"][at] += 1
+            extra["gameday_hits"][at] += bool(deviated)
+            summary["used"] += 1
+    combined = dict(evidence)
+    for name, added in (("trials", "gameday_trials"), ("exposures", "gameday_trials")):
+        combined[name] = evidence[name] + extra[added]
+    combined["hits"] = evidence["hits"] + extra["gameday_hits"]
+    return {**combined, **extra}, summary
 
 
 # A class's prior is hierarchical: p ~ Beta(mu * kappa, (1 - mu) * kappa), with the class mean mu
@@ -956,8 +996,11 @@ def fit(
     history_days: int,
     data_start: str | None = None,
     settings: ModelSettings | None = None,
+    gameday_trials: Sequence[tuple[str, str, bool]] = (),
 ) -> ModelDoc:
-    """Fit every model on validated incidents; the result is the model.json contract."""
+    """Fit every model on validated incidents; the result is the model.json contract.
+    `gameday_trials` (dependency, dependent, deviated) from game-day journals are cascade
+    evidence like an incident's (add_gameday_trials)."""
     from whatif import backtest
 
     settings = settings or ModelSettings()
@@ -1005,7 +1048,14 @@ def fit(
         # Nothing links incidents: the absence of links is no evidence that failures do
         # not spread, so every edge keeps its prior.
         evidence = {key: np.zeros_like(values) for key, values in evidence.items()}
-    learn = bool((attributed["how"] != "root").any())
+    evidence, gameday = add_gameday_trials(evidence, topology, gameday_trials)
+    if gameday["not_an_edge"]:
+        log.info(
+            "game days: %d watched services are no direct dependent of the injected one: "
+            "not edge trials",
+            gameday["not_an_edge"],
+        )
+    learn = bool((attributed["how"] != "root").any()) or gameday["used"] > 0
     coverage = topology.coverage()
     edge_a, edge_b, propagation_priors = propagation_posteriors(
         evidence, topology.criticality, learn, coverage
@@ -1043,6 +1093,8 @@ def fit(
                 "hits": int(evidence["hits"][k]),
                 "inferred_hits": int(evidence["inferred_hits"][k]),
                 "censored": int(evidence["censored"][k]),
+                "gameday_trials": int(evidence["gameday_trials"][k]),
+                "gameday_hits": int(evidence["gameday_hits"][k]),
             },
             "observed": _observed(topology, coverage, k),
         }
@@ -1061,6 +1113,7 @@ def fit(
                 "root_incidents": int(raw_root.sum()),
                 "services": len(services),
                 "edges": len(edge_rows),
+                "gameday_trials": gameday["used"],
             },
             "attribution": {
                 "window_minutes": window_minutes,

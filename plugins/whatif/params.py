@@ -20,6 +20,7 @@ from typing import Any
 
 from whatif import environment
 from whatif.errors import UserError
+from whatif.gameday.plan import FORMATS as EXPORT_FORMATS
 
 NARRATORS = ("template", "ollama", "openai")
 # The DAG's import sources (whatif.importers.fetch: the kinds; "+" merges a catalog and traces).
@@ -116,7 +117,9 @@ class Setting:
             schema["type"] = _JSON_TYPES[self.kind]
         if self.kind is list:
             schema["items"] = {"type": "string"}
-        if self.dag_choices or self.choices:
+            if self.choices:  # each item one of them
+                schema["items"]["enum"] = list(self.choices)
+        elif self.dag_choices or self.choices:
             schema["enum"] = list(self.dag_choices or self.choices)
         if self.positive:
             schema["exclusiveMinimum"] = 0
@@ -387,10 +390,23 @@ SETTINGS_LIST: tuple[Setting, ...] = (
         str,
         None,
         "the exercise log (CSV, Parquet, JSON Lines: date, scenario, team, outcome, "
-        "action_items, facilitator): writes readiness.json, and the selection prefers what was "
-        "never exercised or failed recently",
+        "action_items, facilitator), a Chaos Toolkit journal.json, or a folder of both "
+        "(docs/gameday.md): writes readiness.json, the selection prefers what was never "
+        "exercised or failed recently, and game days' observed cascades are edge evidence",
         "scenarios",
         metavar="PATH|URL",
+    ),
+    Setting(
+        "export_formats",
+        list,
+        None,
+        "also export each scenario as a chaos experiment (chaostoolkit, chaosmesh, litmus, "
+        "fis) into the run's experiments/ folder, published beside the report "
+        "(docs/gameday.md)",
+        "scenarios",
+        flag="--export-format",
+        metavar="FORMAT",
+        choices=EXPORT_FORMATS,
     ),
     Setting(
         "focus_services",

@@ -12,7 +12,8 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,9 @@ def check_named_services(workdir: Path, config: RunConfig) -> None:
     simulate.resolve_what_ifs(config.what_if, topology)
     for service in config.focus_services:
         simulate.resolve_service(service, topology, "--focus-service")
-    load_exercise_log(workdir, config, list(topology.services), _as_of(workdir), announce=True)
+    load_exercise_log(
+        workdir, config, list(topology.services), _as_of(workdir), True, owners_of(topology)
+    )
 
 
 # What the fit never reads: the incidents' free text (it reads the failure modes and
@@ -283,6 +286,7 @@ def fit(workdir: Path, settings: ModelSettings | None = None) -> Path:
         int(validation["window"]["days"]),
         validation["inputs"]["incidents"]["data_start"],
         settings,
+        gameday_trials(workdir),
     )
     return report.write_json(Path(workdir) / runfolder.MODEL_FILE, document.model_dump())
 
@@ -311,7 +315,9 @@ def run_simulation(
     incidents, topology = load_clean(workdir)
     model_doc = load_model(Path(workdir) / runfolder.MODEL_FILE)
     as_of = _as_of(workdir)
-    exercises = load_exercise_log(workdir, config, list(topology.services), as_of)
+    exercises = load_exercise_log(
+        workdir, config, list(topology.services), as_of, owners=owners_of(topology)
+    )
     result = simulate.simulate(
         model_doc,
         topology,
@@ -335,16 +341,20 @@ def load_exercise_log(
     services: list[str],
     as_of: datetime,
     announce: bool = False,
+    owners: dict[str, str] | None = None,
 ) -> list[readiness.Exercise]:
     """The exercise log of --exercises / the `exercises` param, validated (its rows used or
     quarantined with a reason: quarantine_exercises.csv) and kept for the report stage;
     `announce`: log its warnings (once per run: where the names are checked)."""
     if not config.exercises:
         return []
-    used, found, quarantined = readiness.load_exercises(config.exercises, services, as_of)
+    used, found, quarantined = readiness.load_exercises(
+        config.exercises, services, as_of, owners=owners
+    )
+    trials = found.pop("cascade_trials", [])
     report.write_json(
         runfolder.stage_folder(workdir) / runfolder.EXERCISES_FILE,
-        {"validation": found, "exercises": [e.as_dict() for e in used]},
+        {"validation": found, "exercises": [e.as_dict() for e in used], "cascade_trials": trials},
     )
     if quarantined:
         pd.DataFrame(quarantined).to_csv(
@@ -359,6 +369,20 @@ def load_exercise_log(
     for line in found["warnings"] if announce else []:
         log.warning("%s", line)
     return used
+
+
+def owners_of(topology: Topology) -> dict[str, str]:
+    """Service -> owner team, for the services that have one."""
+    return {s: str(t) for s in topology.services if (t := topology.attribute(s, "owner_team"))}
+
+
+def gameday_trials(workdir: Path) -> list[tuple[str, str, bool]]:
+    """The game days' cascade trials the exercise log gave (none without journals)."""
+    path = runfolder.stage_folder(workdir) / runfolder.EXERCISES_FILE
+    if not path.exists():
+        return []
+    trials = json.loads(path.read_text()).get("cascade_trials") or []
+    return [(str(a), str(b), bool(hit)) for a, b, hit in trials]
 
 
 def write_readiness(workdir: Path) -> dict[str, Any] | None:
@@ -495,7 +519,9 @@ def run_narration(workdir: Path, config: RunConfig) -> Path:
     return narrate.narrate_all(workdir, config)
 
 
-def run_report(workdir: Path) -> list[Path]:
+def run_report(workdir: Path, export_formats: Sequence[str] = ()) -> list[Path]:
+    """readiness.json, what changed, the chaos experiments of `export_formats` (in
+    experiments/, linked from the report) and the reports."""
     workdir = Path(workdir)
     scenarios_doc = ScenariosDoc.model_validate_json(
         (workdir / runfolder.SCENARIOS_FILE).read_text()
@@ -505,6 +531,10 @@ def run_report(workdir: Path) -> list[Path]:
     inputs = runfolder.stage_folder(workdir) / runfolder.NARRATION_INPUTS_FILE
     owners = json.loads(inputs.read_text())["owners"] if inputs.exists() else {}
     readiness_doc = write_readiness(workdir)
+    if export_formats:
+        from whatif.gameday import export
+
+        export.export_run(workdir, export_formats)
     if write_changes(workdir) is not None:
         scenarios_doc = ScenariosDoc.model_validate_json(
             (workdir / runfolder.SCENARIOS_FILE).read_text()
@@ -582,7 +612,7 @@ def artifacts(workdir: Path) -> list[str]:
     names = [name for name in runfolder.ARTIFACTS if (workdir / name).exists()]
     for folder in runfolder.ARTIFACT_FOLDERS:
         names += sorted(
-            p.relative_to(workdir).as_posix() for p in (workdir / folder).glob("*") if p.is_file()
+            p.relative_to(workdir).as_posix() for p in (workdir / folder).rglob("*") if p.is_file()
         )
     return names
 
@@ -604,6 +634,9 @@ def run_all(
     out_dir = Path(out_dir)
     as_of = config.effective_as_of
     forget_previous(out_dir)
+    # An earlier run's experiments in a reused --out are not this run's (it exports its own
+    # at its report step, when asked).
+    shutil.rmtree(out_dir / runfolder.EXPERIMENTS_FOLDER, ignore_errors=True)
     if previous:
         fetch_previous_run(out_dir, previous)
     elif publish_targets:
@@ -614,7 +647,7 @@ def run_all(
         ("fit", lambda: fit(out_dir, config.model)),
         ("simulate", lambda: run_simulation(out_dir, config, progress)),
         ("narrate", lambda: run_narration(out_dir, config)),
-        ("report", lambda: run_report(out_dir)),
+        ("report", lambda: run_report(out_dir, config.export_formats)),
     ]
     results: dict[str, Any] = {}
     for number, (name, step) in enumerate(steps, start=1):

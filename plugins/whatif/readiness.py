@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from whatif.errors import UserError
@@ -49,14 +50,21 @@ class Exercise:
 
 
 def load_exercises(
-    location: str, services: list[str], as_of: datetime, conn_id: str | None = None
+    location: str,
+    services: list[str],
+    as_of: datetime,
+    conn_id: str | None = None,
+    owners: dict[str, str] | None = None,
 ) -> tuple[list[Exercise], dict[str, Any], list[dict[str, Any]]]:
     """The exercise log: (the rows used, what validation found, the rows quarantined with
-    their reason). A missing column is a UserError naming the file and the column."""
-    from whatif.sources import read_table
+    their reason). A missing column is a UserError naming the file and the column.
+    `location` may also be a Chaos Toolkit journal or a folder of journals and exercise logs
+    (game days, whatif.gameday.journals): each journal is a row, and what validation found
+    carries their `cascade_trials` for the edge model; `owners` (service -> team) names the
+    team of a journal that names none."""
     from whatif.validate import spreadsheet_safe
 
-    frame = read_table(location, conn_id)
+    frame, journal_quarantine, trials = _exercise_table(location, conn_id, owners, as_of.date())
     for column in REQUIRED:
         if column not in frame.columns:
             raise UserError(
@@ -75,24 +83,69 @@ def load_exercises(
             unknown.setdefault(_scenario_parts(record)[0], []).append(int(record["_row"]))
         if exercise is None:
             # quarantine_exercises.csv is opened in spreadsheets: no cell may run as a formula.
-            quarantined.append({"row": int(record["_row"]), "reason": reason, **{
+            where = {"file": record["_file"]} if record.get("_file") else {}
+            quarantined.append({"row": int(record["_row"]), "reason": reason, **where, **{
                 c: spreadsheet_safe(_text(record.get(c)))
                 for c in (*REQUIRED, *OPTIONAL) if c in frame.columns
             }})  # fmt: skip
         else:
             used.append(exercise)
+    quarantined += journal_quarantine
     reasons: dict[str, int] = {}
     for row in quarantined:
         reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
     report = {
         "path": location,
-        "rows_read": len(frame),
+        "rows_read": len(frame) + len(journal_quarantine),
         "rows_used": len(used),
         "rows_quarantined": len(quarantined),
         "quarantined_by_reason": reasons,
         "warnings": [_unknown_services_line(location, unknown, services)] if unknown else [],
+        "cascade_trials": [list(trial) for trial in trials],
     }
     return sorted(used, key=lambda e: (e.day, e.service)), report, quarantined
+
+
+def _exercise_table(
+    location: str, conn_id: str | None, owners: dict[str, str] | None, today: date
+) -> tuple[Any, list[dict[str, Any]], list[tuple[str, str, bool]]]:
+    """The exercise rows of a log, a journal or a folder (its exercise logs `*.csv` and its
+    journals at any depth), the journals quarantined, and the cascade trials of the journals
+    up to `today` (a later game day is no evidence for a run as of today)."""
+    import pandas as pd
+
+    from whatif.sources import ROW, is_remote, read_table
+
+    path = Path(location)
+    is_journal = not is_remote(location) and (path.is_dir() or path.suffix.lower() == ".json")
+    if not is_journal:
+        return read_table(location, conn_id), [], []
+    from whatif.gameday import journals
+
+    records, skipped = journals.read_journals(location) if _has_json(path) else ([], [])
+    logs = [
+        read_table(str(p)).assign(_file=str(p))
+        for p in (sorted(path.glob("*.csv")) if path.is_dir() else [])
+    ]
+    ordered = sorted(records, key=lambda r: (r.day, r.started, r.scenario))  # as the rows
+    rows = pd.DataFrame(
+        journals.as_exercise_rows(ordered, owners), columns=list(REQUIRED + OPTIONAL)
+    ).astype(str)
+    # Each journal is one row of its own file.
+    rows = rows.assign(**{ROW: 1, "_file": [r.path for r in ordered]})
+    frame = pd.concat([*logs, rows], ignore_index=True)
+    quarantine = [
+        {"row": None, "reason": q["reason"], "file": q.get("file"), "scenario": q.get("scenario")}
+        for q in skipped
+    ]
+    # A trial is a failure of the dependency, as an incident of it is: an injection the
+    # trigger absorbed (its own probe never deviated) is no trial (docs/gameday.md).
+    past = [r for r in records if r.day <= today]
+    return frame, quarantine, journals.cascade_evidence(past, require_trigger_deviated=True)
+
+
+def _has_json(path: Path) -> bool:
+    return path.suffix.lower() == ".json" or any(path.rglob("*.json"))
 
 
 def _unknown_services_line(

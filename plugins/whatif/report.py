@@ -212,6 +212,34 @@ def anchors(ids: list[str]) -> dict[str, str]:
     return found
 
 
+EXPERIMENT_LABELS = {
+    "chaostoolkit": "Chaos Toolkit",
+    "chaosmesh": "Chaos Mesh",
+    "litmus": "LitmusChaos",
+    "fis": "AWS FIS",
+}
+
+
+def experiments_by_scenario(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each scenario's exported chaos experiments (experiments/index.json, whatif.gameday):
+    label, relative link, or why there is none; empty when the run exported none."""
+    index = Path(out_dir) / runfolder.EXPERIMENTS_FOLDER / "index.json"
+    if not index.is_file():
+        return {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for entry in json.loads(index.read_text(encoding="utf-8"))["experiments"]:
+        file = entry["file"]
+        found.setdefault(entry["scenario"], []).append(
+            {
+                "label": EXPERIMENT_LABELS.get(entry["format"], entry["format"]),
+                "link": f"{runfolder.EXPERIMENTS_FOLDER}/{file}" if file else None,
+                "skipped": entry["skipped"],
+                "note": entry["note"],
+            }
+        )
+    return found
+
+
 def render_reports(
     out_dir: Path,
     scenarios_doc: ScenariosDoc,
@@ -245,6 +273,7 @@ def render_reports(
         "plots": {name: plot_file(name) for name in pictures},
         "summary": summary or {"inputs": {}, "stages": {}, "narration": None},
         "readiness": readiness,
+        "experiments": experiments_by_scenario(out_dir),
     }
     markdown = _environment(False)
     written = [out_dir / runfolder.REPORT_MD_FILE, out_dir / runfolder.REPORT_HTML_FILE]

@@ -72,6 +72,8 @@ TOPOLOGY_OBSERVED = (
     "observed_calls",
     "observed_errors",
 )
+# Where a service runs, for the game-day exports (docs/gameday.md); optional, not in SQL.
+TOPOLOGY_TARGETS = ("k8s_namespace", "k8s_selector", "health_url", "aws_target")
 
 # The legacy What-If notebook format that users migrate from.
 NOTEBOOK_INCIDENT_COLUMNS = ("date", "service", "type", "impact", "mitigation")
@@ -102,6 +104,9 @@ class Evidence(_Strict):
     hits: int = Field(ge=0)
     inferred_hits: int = Field(default=0, ge=0)
     censored: int = Field(default=0, ge=0)
+    # Of exposures and hits, those from game-day journals (docs/gameday.md).
+    gameday_trials: int = Field(default=0, ge=0)
+    gameday_hits: int = Field(default=0, ge=0)
 
 
 class GammaPosterior(_Strict):

@@ -16,6 +16,8 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from whatif.schemas import TOPOLOGY_TARGETS
+
 
 @dataclasses.dataclass(frozen=True)
 class Topology:
@@ -235,17 +237,18 @@ def _attributes(
 ) -> pd.DataFrame:
     """Per-service attributes; user_facing is inferred for entry points when not given."""
     columns = ["tier", "owner_team", "runbook_url", "oncall", "slo_target", "traffic_weight"]
-    columns += ["pagerduty_service_id", "observed_requests"]
+    texts = ["pagerduty_service_id", *TOPOLOGY_TARGETS]
+    columns += [*texts, "observed_requests"]
     if "created_at" not in frame:
         frame = frame.assign(created_at=pd.NaT)
-    for column, empty in (("pagerduty_service_id", ""), ("observed_requests", np.nan)):
+    for column, empty in (*((c, "") for c in texts), ("observed_requests", np.nan)):
         if column not in frame:
             frame = frame.assign(**{column: empty})
     table = frame.set_index("service")[[*columns, "user_facing", "created_at"]].reindex(
         list(services)
     )
     table["created_at"] = pd.to_datetime(table["created_at"], utc=True)
-    for column in ("tier", "owner_team", "runbook_url", "oncall", "pagerduty_service_id"):
+    for column in ("tier", "owner_team", "runbook_url", "oncall", *texts):
         table[column] = table[column].fillna("").astype(str)
     table["observed_requests"] = pd.to_numeric(table["observed_requests"]).astype(float)
     has_dependents = np.zeros(len(services), dtype=bool)

@@ -360,6 +360,7 @@ def test_dag_imports_the_catalog_and_the_incidents_through_their_connections(
                 "topology_source": "backstage",
                 "incident_source": "incident-io",
                 "allow_external_dependencies": True,
+                "export_formats": ["chaostoolkit", "chaosmesh"],
             },
             AIRFLOW_CONN_WHATIF_BACKSTAGE=json.dumps(
                 {"conn_type": "http", "extra": {"path": str(shop)}}
@@ -378,6 +379,12 @@ def test_dag_imports_the_catalog_and_the_incidents_through_their_connections(
     )
     # Every request of the import carried the connection's key; the run read every page.
     assert all(r["headers"]["Authorization"] == f"Bearer {IIO_TOKEN}" for r in server.requests)
+    # The game-day experiments are published beside the report, and linked from it.
+    index = json.loads((latest / "experiments" / "index.json").read_text())
+    assert index["formats"] == ["chaostoolkit", "chaosmesh"]
+    for entry in index["experiments"]:
+        assert entry["skipped"] or (latest / "experiments" / entry["file"]).is_file()
+    assert "experiments/chaostoolkit/" in (latest / "report.html").read_text()
     imported = list((tmp_path / "work").rglob("imported_topology.csv"))
     expected = (PROJECT / "tests" / "data" / "backstage" / "shop-topology.csv").read_text()
     assert len(imported) == 1 and imported[0].read_text() == expected

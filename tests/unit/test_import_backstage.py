@@ -621,3 +621,21 @@ def test_a_page_size_below_one_is_an_error(shop_server):
     with pytest.raises(UserError, match="page size must be at least 1"):
         from_api(shop_server, page_size=0)
     assert shop_server.requests == []
+
+
+def test_where_a_service_runs_comes_from_the_kubernetes_plugin_annotations():
+    """backstage.io/kubernetes-namespace, -label-selector (else -id, as the label the plugin
+    matches) and whatif.io/health-url, whatif.io/aws-target: the game-day export's targets."""
+    records = {r.service: r for r in import_topology(str(SHOP))}
+    orders, web = records["orders"], records["web-frontend"]
+    assert (orders.k8s_namespace, orders.k8s_selector, orders.health_url) == (
+        "shop",
+        "backstage.io/kubernetes-id=orders",
+        "http://orders.shop.svc.cluster.local:8080/healthz",
+    )
+    assert (web.k8s_namespace, web.k8s_selector, web.aws_target) == (
+        None,
+        "app=web,component=front-end",
+        "tag:service=web-frontend",
+    )
+    assert records["catalog"].k8s_selector is None  # no annotation: the exporter's default

@@ -110,7 +110,7 @@ def test_cascade_evidence_counts_caused_by_links_per_edge():
             )
     doc = model.fit(incidents_frame(rows), topology, AS_OF, 730)
     edges = {(e.depends_on, e.service): e for e in doc.edges}
-    no_inference = {"inferred_hits": 0, "censored": 0}
+    no_inference = {"inferred_hits": 0, "censored": 0, "gameday_trials": 0, "gameday_hits": 0}
     assert edges[("db", "api")].evidence.model_dump() == {"exposures": 10, "hits": 6} | no_inference
     assert edges[("api", "web")].evidence.model_dump() == {"exposures": 6, "hits": 2} | no_inference
     assert (
@@ -137,6 +137,38 @@ def test_without_caused_by_or_inference_edges_keep_the_default_prior():
     assert edge.evidence.exposures == 0
     assert edge.propagation_probability.mean == pytest.approx(0.2)
     assert doc.priors["propagation"]["source"] == "default"
+
+
+def test_game_day_trials_are_cascade_evidence_of_the_edges_they_watched():
+    """A journal's injection into db, with api deviating and web not, is a hit of db -> api;
+    web (reached through api, no edge from db) is no trial of any edge."""
+    topology = Topology.from_frame(
+        topology_frame(["web", "api", "db"], {"web": ["api"], "api": ["db"]})
+    )
+    rows = [
+        {"incident_id": f"I{k}", "service": s, "started_at": AS_OF - timedelta(days=k + 1)}
+        for k, s in enumerate(["db", "api", "web", "db"])
+    ]
+    no_inference = ModelSettings(cascade_window_minutes=0)
+    trials = [("db", "api", True), ("db", "api", True), ("db", "api", False), ("db", "web", True)]
+    without = model.fit(incidents_frame(rows), topology, AS_OF, 730, settings=no_inference)
+    with_days = model.fit(
+        incidents_frame(rows), topology, AS_OF, 730, settings=no_inference, gameday_trials=trials
+    )
+    edges = {(e.depends_on, e.service): e for e in with_days.edges}
+    db_api = edges[("db", "api")].evidence
+    assert (db_api.exposures, db_api.hits, db_api.gameday_trials, db_api.gameday_hits) == (
+        3,
+        2,
+        3,
+        2,
+    )
+    assert edges[("api", "web")].evidence.gameday_trials == 0
+    assert with_days.inputs["gameday_trials"] == 3
+    before = {(e.depends_on, e.service): e for e in without.edges}[("db", "api")]
+    # Beta(1, 4) (unknown criticality, no cascade evidence) updated by 2 hits in 3 trials.
+    assert before.propagation_probability.mean == pytest.approx(0.2)
+    assert edges[("db", "api")].propagation_probability.mean == pytest.approx(3 / 8)
 
 
 def test_durations_are_partially_pooled_towards_the_fleet():

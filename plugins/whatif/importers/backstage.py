@@ -42,6 +42,12 @@ RUNBOOK_KEY = "whatif.io/runbook-url"
 ONCALL_KEYS = ("whatif.io/oncall", "opsgenie.com/team")
 PAGERDUTY_KEY = "pagerduty.com/service-id"  # the PagerDuty plugin's service annotation
 SOFT_KEY = "whatif.io/soft-depends-on"
+# Where it runs (the game-day exports): the Backstage Kubernetes plugin's annotations, and ours.
+K8S_NAMESPACE_KEY = "backstage.io/kubernetes-namespace"
+K8S_SELECTOR_KEY = "backstage.io/kubernetes-label-selector"
+K8S_ID_KEY = "backstage.io/kubernetes-id"
+HEALTH_KEY = "whatif.io/health-url"
+AWS_TARGET_KEY = "whatif.io/aws-target"
 ORPHAN_KEY = "backstage.io/orphan"
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -570,7 +576,21 @@ def _record(entity: Entity, hard: list[str], soft: list[str], findings: _Finding
         runbook_url=_text(annotations.get(RUNBOOK_KEY)) or _runbook_link(entity),
         oncall=next(filter(None, (_text(annotations.get(k)) for k in ONCALL_KEYS)), None),
         pagerduty_service_id=_text(annotations.get(PAGERDUTY_KEY)),
+        k8s_namespace=_text(annotations.get(K8S_NAMESPACE_KEY)),
+        k8s_selector=_k8s_selector(annotations),
+        health_url=_text(annotations.get(HEALTH_KEY)),
+        aws_target=_text(annotations.get(AWS_TARGET_KEY)),
     )
+
+
+def _k8s_selector(annotations: dict[str, Any]) -> str | None:
+    """The Kubernetes plugin's label selector, else its kubernetes-id as the label the plugin
+    matches (`backstage.io/kubernetes-id=<id>`)."""
+    selector = _text(annotations.get(K8S_SELECTOR_KEY))
+    if selector:
+        return selector
+    ident = _text(annotations.get(K8S_ID_KEY))
+    return f"{K8S_ID_KEY}={ident}" if ident else None
 
 
 def _text(value: Any) -> str | None:

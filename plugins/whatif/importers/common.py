@@ -33,6 +33,10 @@ TOPOLOGY_COLUMNS = (
     "runbook_url",
     "oncall",
     "pagerduty_service_id",
+    "k8s_namespace",
+    "k8s_selector",
+    "health_url",
+    "aws_target",
     "observed_requests",
     "observed_calls",
     "observed_errors",
@@ -54,6 +58,11 @@ class ServiceRecord:
     runbook_url: str | None = None
     oncall: str | None = None
     pagerduty_service_id: str | None = None
+    # Where it runs, for the game-day exports (docs/gameday.md).
+    k8s_namespace: str | None = None
+    k8s_selector: str | None = None
+    health_url: str | None = None
+    aws_target: str | None = None
     observed_requests: int | None = None
     observed_calls: dict[str, int] = dataclasses.field(default_factory=dict)
     observed_errors: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -73,6 +82,10 @@ class ServiceRecord:
             "runbook_url": self.runbook_url or "",
             "oncall": self.oncall or "",
             "pagerduty_service_id": self.pagerduty_service_id or "",
+            "k8s_namespace": self.k8s_namespace or "",
+            "k8s_selector": self.k8s_selector or "",
+            "health_url": self.health_url or "",
+            "aws_target": self.aws_target or "",
             "observed_requests": ""
             if self.observed_requests is None
             else str(self.observed_requests),

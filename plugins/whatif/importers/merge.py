@@ -12,11 +12,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from whatif import ingest
-from whatif.importers.common import ServiceRecord, listing
+from whatif.importers.common import TOPOLOGY_COLUMNS, ServiceRecord, listing
 
 log = logging.getLogger("whatif")
 
-ATTRIBUTES = ("tier", "owner_team", "user_facing", "runbook_url", "oncall", "pagerduty_service_id")
+# The attributes of a service: every column but its edges and the trace counts.
+ATTRIBUTES = tuple(
+    c
+    for c in TOPOLOGY_COLUMNS
+    if c not in ("service", "depends_on", "soft_depends_on") and not c.startswith("observed_")
+)
 SHOWN = 5  # names shown per line; the rest counted
 
 
@@ -39,6 +44,10 @@ def _record(row: dict) -> ServiceRecord:
         runbook_url=row.get("runbook_url") or None,
         oncall=row.get("oncall") or None,
         pagerduty_service_id=row.get("pagerduty_service_id") or None,
+        k8s_namespace=row.get("k8s_namespace") or None,
+        k8s_selector=row.get("k8s_selector") or None,
+        health_url=row.get("health_url") or None,
+        aws_target=row.get("aws_target") or None,
         observed_requests=None if requests is None or np.isnan(requests) else int(requests),
         observed_calls=dict(row.get("observed_calls") or {}),
         observed_errors=dict(row.get("observed_errors") or {}),
