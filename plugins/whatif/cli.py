@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from whatif import __version__, config, environment, params, resources, runfolder
 from whatif.config import LLMSettings, RunConfig, build_event, parse_timestamp
 from whatif.errors import UserError
-from whatif.gameday.plan import FORMATS
 
 if TYPE_CHECKING:
     from whatif import pipeline
@@ -201,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="formats",
         action="append",
         required=True,
-        choices=FORMATS,
+        choices=params.EXPORT_FORMATS,
         help="repeatable; docs/gameday.md",
     )
     export.add_argument(

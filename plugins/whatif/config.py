@@ -228,7 +228,7 @@ def _names(value: object) -> list[str]:
 
 def _export_formats(value: object) -> tuple[str, ...]:
     """The export formats, each known (a UserError naming the others otherwise)."""
-    from whatif.gameday.plan import FORMATS
+    from whatif.params import EXPORT_FORMATS as FORMATS
 
     names = tuple(dict.fromkeys(n.lower() for n in _names(value)))
     unknown = [n for n in names if n not in FORMATS]

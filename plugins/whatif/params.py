@@ -20,9 +20,10 @@ from typing import Any
 
 from whatif import environment
 from whatif.errors import UserError
-from whatif.gameday.plan import FORMATS as EXPORT_FORMATS
 
 NARRATORS = ("template", "ollama", "openai")
+# The chaos experiment formats, one module of whatif.gameday each (docs/gameday.md).
+EXPORT_FORMATS = ("chaostoolkit", "chaosmesh", "litmus", "fis")
 # The DAG's import sources (whatif.importers.fetch: the kinds; "+" merges a catalog and traces).
 TOPOLOGY_SOURCES = ("file", "backstage", "jaeger", "tempo", "backstage+jaeger", "backstage+tempo")
 INCIDENT_SOURCES = ("file", "pagerduty", "incident-io")

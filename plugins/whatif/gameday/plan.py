@@ -8,8 +8,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-# The experiment formats, one module of whatif.gameday each (imported light: the CLI reads it).
-FORMATS = ("chaostoolkit", "chaosmesh", "litmus", "fis")
+from whatif.params import EXPORT_FORMATS
+
+FORMATS = EXPORT_FORMATS  # one home: whatif.params (the DAG's form offers them)
 # Where a service runs, for the selectors (optional topology columns, docs/gameday.md).
 TARGET_COLUMNS = ("k8s_namespace", "k8s_selector", "health_url", "aws_target")
 # Names every exported experiment carries, so that a journal read back names its scenario.
