@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 from shared import PROJECT
-from whatif.gameday import chaosmesh, fis, litmus
+from whatif.gameday import chaosmesh, faults, fis, litmus
 from whatif.gameday.plan import Experiment, Plan, Target
 from whatif.schemas import FAILURE_MODES
 
@@ -442,13 +442,13 @@ def test_modes_that_cannot_be_injected_as_such_say_so_alike_in_every_format(mode
 
 
 def test_the_injection_lasts_the_predicted_p50_within_game_day_bounds():
-    assert chaosmesh.injection_seconds(plan(WEB, "network", p50=12.2716)) == (736, None)
-    seconds, note = chaosmesh.injection_seconds(plan(WEB, "network", p50=None))
+    assert faults.injection_seconds(plan(WEB, "network", p50=12.2716)) == (736, None)
+    seconds, note = faults.injection_seconds(plan(WEB, "network", p50=None))
     assert seconds == 600 and note and "no predicted duration" in note
-    assert chaosmesh.injection_seconds(plan(WEB, "network", p50=0.2))[0] == 60
-    seconds, note = chaosmesh.injection_seconds(plan(WEB, "network", p50=600.0))
+    assert faults.injection_seconds(plan(WEB, "network", p50=0.2))[0] == 60
+    seconds, note = faults.injection_seconds(plan(WEB, "network", p50=600.0))
     assert seconds == 3600 and note and "capped" in note
-    assert [chaosmesh.go_duration(s) for s in (45, 60, 736, 3600, 3661)] == [
+    assert [faults.go_duration(s) for s in (45, 60, 736, 3600, 3661)] == [
         "45s",
         "1m",
         "12m16s",
@@ -468,16 +468,16 @@ def test_the_injection_lasts_the_predicted_p50_within_game_day_bounds():
 def test_names_are_dns_1123_labels(scenario_id):
     scenario = plan(WEB, "dependency", (API, CACHE), scenario_id=scenario_id)
     for doc in documents(chaosmesh.export(scenario)):
-        assert chaosmesh.is_dns_label(doc["metadata"]["name"])
+        assert faults.is_dns_label(doc["metadata"]["name"])
     for doc in documents(litmus.export(scenario)):
-        assert chaosmesh.is_dns_label(doc["metadata"]["name"], litmus.ENGINE_NAME_MAX)
+        assert faults.is_dns_label(doc["metadata"]["name"], litmus.ENGINE_NAME_MAX)
     tags = template(fis.export(scenario))["tags"]
     assert DNS_LABEL.match(tags["Name"]) and len(tags["Name"]) <= 63
 
 
 def test_names_that_differ_only_by_characters_k8s_refuses_stay_distinct():
     names = {
-        chaosmesh.dns_label("whatif", s) for s in ("Web--network", "web--network", "web__network")
+        faults.dns_label("whatif", s) for s in ("Web--network", "web--network", "web__network")
     }
     assert len(names) == 3
 
@@ -489,7 +489,7 @@ def test_the_metadata_reads_back_from_annotations_and_tags():
         expected = scenario.metadata()
         for exporter in (chaosmesh, litmus):
             for doc in documents(exporter.export(scenario)):
-                assert chaosmesh.read_metadata(doc["metadata"]["annotations"]) == expected
+                assert faults.read_metadata(doc["metadata"]["annotations"]) == expected
         tags = template(fis.export(scenario))["tags"]
         assert all(len(v) <= fis.TAG_VALUE_MAX for v in tags.values())
         assert fis.read_tags(tags) == expected

@@ -43,7 +43,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from whatif.gameday.chaosmesh import CPU_LOAD_PERCENT, CPU_WORKERS, JITTER_MS, LATENCY_MS
+from whatif.gameday.faults import CPU_LOAD_PERCENT, CPU_WORKERS, JITTER_MS, LATENCY_MS
 from whatif.gameday.plan import METADATA_PREFIX, PROBE_PREFIX, Experiment, Plan, Target
 
 FORMAT = "chaostoolkit"

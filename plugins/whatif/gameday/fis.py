@@ -7,8 +7,8 @@ condition's CloudWatch alarm and any SSM document ARN hold the placeholders REGI
 ACCOUNT, which the operator replaces after creating the alarm (docs/gameday.md). Targets come
 from the topology's `aws_target` column (an ARN, or `tag:Key=Value` for EC2 instances); a
 service without one is skipped rather than guessed. Action ids and parameters are those of
-AWS's FIS actions reference; the fault sizes and the mode mapping are the Chaos Mesh
-exporter's (whatif.gameday.chaosmesh).
+AWS's FIS actions reference; the fault sizes and the mode mapping are those of
+whatif.gameday.faults, as in the other formats.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from whatif.gameday.chaosmesh import (
+from whatif.gameday.faults import (
     CPU_LOAD_PERCENT,
     CPU_WORKERS,
     CUTOFF,

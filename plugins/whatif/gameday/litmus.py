@@ -5,14 +5,14 @@ state is `active` (controllers/chaosengine_controller.go, initEngine and Reconci
 `kubectl apply` runs nothing until someone patches the state. An engine runs a ChaosExperiment
 of the same namespace (installed from ChaosHub, litmuschaos/chaos-charts) under its service
 account, `<experiment>-sa` by the charts' convention. The fault sizes and the mode mapping are
-the Chaos Mesh exporter's (whatif.gameday.chaosmesh), so the formats rehearse the same thing.
+those of whatif.gameday.faults, so the formats rehearse the same thing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from whatif.gameday.chaosmesh import (
+from whatif.gameday.faults import (
     CPU_LOAD_PERCENT,
     CPU_WORKERS,
     CUTOFF,
