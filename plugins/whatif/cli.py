@@ -506,10 +506,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     index = export.export_run(run_dir, args.formats, out, args.targets)
     written = [e for e in index["experiments"] if e["file"]]
     skipped = len(index["experiments"]) - len(written)
-    where = out or run_dir / export.EXPERIMENTS_FOLDER
+    where = out or run_dir / runfolder.EXPERIMENTS_FOLDER
     print(
         f"wrote {len(written)} experiments ({', '.join(index['formats'])}) to {where}"
-        + (f"; {skipped} skipped, reasons in {export.INDEX_FILE}" if skipped else "")
+        + (f"; {skipped} skipped, reasons in {runfolder.EXPERIMENTS_INDEX_FILE}" if skipped else "")
     )
     return 0
 

@@ -223,7 +223,7 @@ EXPERIMENT_LABELS = {
 def experiments_by_scenario(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """Each scenario's exported chaos experiments (experiments/index.json, whatif.gameday):
     label, relative link, or why there is none; empty when the run exported none."""
-    index = Path(out_dir) / runfolder.EXPERIMENTS_FOLDER / "index.json"
+    index = Path(out_dir) / runfolder.EXPERIMENTS_FOLDER / runfolder.EXPERIMENTS_INDEX_FILE
     if not index.is_file():
         return {}
     found: dict[str, list[dict[str, Any]]] = {}

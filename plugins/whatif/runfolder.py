@@ -84,7 +84,8 @@ ARTIFACTS = (
     READINESS_FILE,
     QUARANTINE_EXERCISES_FILE,
 )
-EXPERIMENTS_FOLDER = "experiments"  # chaos experiments per format, and their index.json
+EXPERIMENTS_FOLDER = "experiments"  # chaos experiments per format, and their index
+EXPERIMENTS_INDEX_FILE = "index.json"  # in EXPERIMENTS_FOLDER (whatif.gameday.export)
 ARTIFACT_FOLDERS = (CHECKLISTS_FOLDER, TABLETOP_FOLDER, PLOTS_FOLDER, EXPERIMENTS_FOLDER)
 
 

@@ -18,8 +18,6 @@ from whatif.topology import Topology
 
 log = logging.getLogger("whatif")
 
-EXPERIMENTS_FOLDER = runfolder.EXPERIMENTS_FOLDER  # in a run folder: published with it
-INDEX_FILE = "index.json"
 MAX_WATCHED = 10  # dependents probed per experiment, most likely first
 
 
@@ -39,7 +37,7 @@ def export_run(
     topology = _read_topology(run_dir)
     overrides = read_targets(targets, topology) if targets else {}
     plans = [plan_of(s, topology, scenarios_doc, overrides) for s in scenarios_doc["scenarios"]]
-    out = out or run_dir / EXPERIMENTS_FOLDER
+    out = out or run_dir / runfolder.EXPERIMENTS_FOLDER
     _clear(out)
     entries = []
     for name in dict.fromkeys(formats):
@@ -52,7 +50,9 @@ def export_run(
         "experiments": entries,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    (out / runfolder.EXPERIMENTS_INDEX_FILE).write_text(
+        json.dumps(index, indent=2) + "\n", encoding="utf-8"
+    )
     made = sum(1 for e in entries if e["file"])
     log.info(
         "exported %d experiments (%d skipped) for %d scenarios to %s",
@@ -71,7 +71,7 @@ def _clear(out: Path) -> None:
 
     for name in FORMATS:
         shutil.rmtree(out / name, ignore_errors=True)
-    (out / INDEX_FILE).unlink(missing_ok=True)
+    (out / runfolder.EXPERIMENTS_INDEX_FILE).unlink(missing_ok=True)
 
 
 def _write(experiment: Experiment, out: Path) -> dict[str, Any]:

@@ -25,12 +25,13 @@ from urllib.parse import urlsplit
 from whatif.errors import UserError, shown
 from whatif.importers.api import ApiError, JsonApi
 from whatif.importers.common import ServiceRecord, listing, unique_sorted
+from whatif.importers.fetch import TOKEN_VARIABLES
 from whatif.llm import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 SOURCE = "backstage"
-TOKEN_VARIABLE = "BACKSTAGE_TOKEN"
+TOKEN_VARIABLE = TOKEN_VARIABLES["backstage"]
 SERVICE_KINDS = ("component", "resource")
 # Our tier vocabulary (docs/data-contract.md, the synthetic platform): a `spec.type` that is
 # one of these is read as the tier; any other type (service, website, database...) is not.

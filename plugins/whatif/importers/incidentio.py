@@ -30,12 +30,13 @@ import pandas as pd
 from whatif.errors import UserError
 from whatif.importers.api import ApiError, JsonApi
 from whatif.importers.common import created_within, iso_instant, latest_copies, utc
+from whatif.importers.fetch import TOKEN_VARIABLES
 from whatif.llm import RetryPolicy, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
 SOURCE = "incident.io"
-TOKEN_VARIABLE = "INCIDENT_IO_API_KEY"
+TOKEN_VARIABLE = TOKEN_VARIABLES["incident-io"]
 DEFAULT_URL = "https://api.incident.io"
 PATH = "/v2/incidents"
 PAGE_SIZE = 250  # the documented maximum

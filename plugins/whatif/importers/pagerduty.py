@@ -33,12 +33,13 @@ import pandas as pd
 from whatif.errors import UserError
 from whatif.importers.api import ApiError, excerpt, origin
 from whatif.importers.common import created_within, iso_instant, latest_copies, parse_instant, utc
+from whatif.importers.fetch import TOKEN_VARIABLES
 from whatif.llm import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 SOURCE = "pagerduty"
-TOKEN_VARIABLE = "PAGERDUTY_TOKEN"
+TOKEN_VARIABLE = TOKEN_VARIABLES["pagerduty"]
 DEFAULT_URL = "https://api.pagerduty.com"
 PATH = "/incidents"
 STATUSES = ("triggered", "acknowledged", "resolved")  # every documented status

@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 from whatif.errors import UserError, shown
 from whatif.importers.api import ApiError, JsonApi, origin
 from whatif.importers.common import ServiceRecord, utc
+from whatif.importers.fetch import TOKEN_VARIABLES
 from whatif.llm import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def import_jaeger(
             "jaeger",
             source,
             token=token,
-            token_variable="JAEGER_TOKEN",
+            token_variable=TOKEN_VARIABLES["jaeger"],
             timeout_s=timeout_s,
             retry=retry or RetryPolicy(),
             sleep=sleep or time.sleep,
@@ -194,7 +195,7 @@ def import_tempo(
         "prometheus",
         source,
         token=token,
-        token_variable="PROMETHEUS_TOKEN",
+        token_variable=TOKEN_VARIABLES["tempo"],
         timeout_s=timeout_s,
         retry=retry or RetryPolicy(),
         sleep=sleep or time.sleep,
